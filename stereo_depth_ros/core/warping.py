@@ -1,0 +1,194 @@
+"""Differentiable inverse warping with ``grid_sample``.
+
+Inverse warping reconstructs a *target* view by sampling a *source* image at the pixel where each
+target pixel's 3D point lands in the source camera. For a rectified pair and the left disparity
+``d``, the left view is reconstructed from the right image sampled at ``(u - d, v)``.
+
+Every call to ``grid_sample`` goes through :func:`pixels_to_grid` with the module's single
+``ALIGN_CORNERS`` setting, so the pixel -> [-1, 1] normalisation always matches the sampler
+(pixel centres at integer coordinates; with ``align_corners=False`` pixel ``u`` maps to
+``(2u + 1) / W - 1``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from .checks import check_intrinsics, check_same_batch_and_size, check_tensor, check_transform
+from .geometry import backproject, project, transform_points
+
+__all__ = [
+    "ALIGN_CORNERS",
+    "pixels_to_grid",
+    "sample_image",
+    "warp_by_disparity",
+    "warp_right_to_left",
+    "warp_left_to_right",
+    "inverse_warp",
+]
+
+ALIGN_CORNERS = False
+_IN_VIEW_TOLERANCE = 1e-3  # pixels: round-off of a projection landing exactly on the border row
+Direction = Literal["right_to_left", "left_to_right"]
+PaddingMode = Literal["zeros", "border", "reflection"]
+
+
+def pixels_to_grid(pixels: torch.Tensor, height: int, width: int, align_corners: bool = ALIGN_CORNERS) -> torch.Tensor:
+    """Normalise pixel coordinates for ``grid_sample``.
+
+    Args:
+        pixels: ``(B, 2, H_out, W_out)`` coordinates ``(u, v)`` in pixels of a ``height x width`` image.
+        height, width: size of the image that will be sampled.
+        align_corners: the value that will be passed to ``grid_sample``.
+
+    Returns:
+        ``(B, H_out, W_out, 2)`` grid in ``[-1, 1]`` (outside for out-of-image points).
+    """
+    check_tensor(pixels, "pixels", ("B", 2, "H", "W"))
+    if height <= 0 or width <= 0:
+        raise ValueError(f"pixels_to_grid: expected a positive image size, got {height}x{width}")
+    size = torch.tensor([width, height], dtype=pixels.dtype, device=pixels.device).view(1, 2, 1, 1)
+    if align_corners:
+        # u = 0 -> -1, u = W - 1 -> +1 (a 1-pixel axis maps to 0).
+        grid = torch.where(size > 1, 2 * pixels / (size - 1).clamp(min=1) - 1, torch.zeros_like(pixels))
+    else:
+        # Pixel centre u sits at (2u + 1) / W - 1; the image spans [-1, 1] edge to edge.
+        grid = (2 * pixels + 1) / size - 1
+    return grid.permute(0, 2, 3, 1)
+
+
+def sample_image(
+    image: torch.Tensor, pixels: torch.Tensor, padding_mode: PaddingMode = "border"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinearly sample ``image`` at pixel coordinates.
+
+    Args:
+        image: ``(B, C, H, W)`` source image.
+        pixels: ``(B, 2, H_out, W_out)`` coordinates ``(u, v)`` in pixels of ``image``.
+        padding_mode: ``grid_sample`` padding for out-of-view samples.
+
+    Returns:
+        ``(warped, in_view)``: ``(B, C, H_out, W_out)`` samples and ``(B, 1, H_out, W_out)`` bool
+        mask of coordinates inside ``[0, W-1] x [0, H-1]`` (to 1e-3 px).
+    """
+    check_tensor(image, "image", ("B", "C", "H", "W"))
+    check_tensor(pixels, "pixels", ("B", 2, "H_out", "W_out"))
+    if pixels.shape[0] != image.shape[0]:
+        raise ValueError(f"pixels: expected batch {image.shape[0]} like image, got {pixels.shape[0]}")
+    height, width = image.shape[-2:]
+    grid = pixels_to_grid(pixels.to(image.dtype), height, width, ALIGN_CORNERS)
+    warped = F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS)
+    u, v = pixels[:, 0:1], pixels[:, 1:2]
+    tol = _IN_VIEW_TOLERANCE
+    in_view = (u >= -tol) & (u <= width - 1 + tol) & (v >= -tol) & (v <= height - 1 + tol)
+    in_view = in_view & torch.isfinite(u) & torch.isfinite(v)
+    return warped, in_view
+
+
+def warp_by_disparity(
+    image: torch.Tensor,
+    disparity: torch.Tensor,
+    direction: Direction = "right_to_left",
+    padding_mode: PaddingMode = "border",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp one view of a rectified pair into the other through a disparity map.
+
+    Args:
+        image: ``(B, C, H, W)`` source view (the right image for ``"right_to_left"``).
+        disparity: ``(B, 1, H, W)`` disparity of the *target* view in pixels (the left disparity for
+            ``"right_to_left"``), positive for points in front of the rig.
+        direction: ``"right_to_left"`` samples the right image at ``(u - d, v)`` to reconstruct the
+            left view; ``"left_to_right"`` samples the left image at ``(u + d, v)``.
+        padding_mode: ``grid_sample`` padding for out-of-view samples.
+
+    Returns:
+        ``(warped, in_view)``: ``(B, C, H, W)`` reconstruction of the target view and
+        ``(B, 1, H, W)`` bool mask of pixels whose sample lies inside the source image.
+    """
+    check_tensor(image, "image", ("B", "C", "H", "W"))
+    check_tensor(disparity, "disparity", ("B", 1, "H", "W"))
+    check_same_batch_and_size(image, "image", disparity, "disparity")
+    if direction == "right_to_left":
+        sign = -1.0
+    elif direction == "left_to_right":
+        sign = 1.0
+    else:
+        raise ValueError(f"direction: expected 'right_to_left' or 'left_to_right', got {direction!r}")
+    batch, _, height, width = disparity.shape
+    u = torch.arange(width, device=disparity.device, dtype=disparity.dtype).view(1, 1, 1, width)
+    v = torch.arange(height, device=disparity.device, dtype=disparity.dtype).view(1, 1, height, 1)
+    pixels = torch.cat([u + sign * disparity, v.expand(batch, 1, height, width)], dim=1)
+    return sample_image(image, pixels, padding_mode)
+
+
+def warp_right_to_left(
+    right: torch.Tensor, disparity_left: torch.Tensor, padding_mode: PaddingMode = "border"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reconstruct the left view ``(B, C, H, W)`` from the right image and the left disparity."""
+    return warp_by_disparity(right, disparity_left, "right_to_left", padding_mode)
+
+
+def warp_left_to_right(
+    left: torch.Tensor, disparity_right: torch.Tensor, padding_mode: PaddingMode = "border"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reconstruct the right view ``(B, C, H, W)`` from the left image and the right disparity."""
+    return warp_by_disparity(left, disparity_right, "left_to_right", padding_mode)
+
+
+def inverse_warp(
+    src_image: torch.Tensor,
+    tgt_depth: torch.Tensor,
+    src_T_tgt: torch.Tensor,
+    K_tgt: torch.Tensor,
+    K_src: torch.Tensor | None = None,
+    inverse_depth: bool = False,
+    padding_mode: PaddingMode = "border",
+    min_depth: float = 1e-3,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reconstruct the target view from a source image, the target depth and the relative pose.
+
+    Each target pixel is back-projected with ``K_tgt^-1`` and its depth, moved into the source
+    camera by ``src_T_tgt``, projected with ``K_src`` and the source image is sampled there.
+    Rectified stereo is the special case ``src_T_tgt = stereo_transform(B)`` (pure x-translation).
+
+    Args:
+        src_image: ``(B, C, H_s, W_s)`` source image.
+        tgt_depth: ``(B, 1, H, W)`` target depth in metres, or inverse depth (1/m) if
+            ``inverse_depth``.
+        src_T_tgt: ``(B, 4, 4)`` or ``(4, 4)`` transform from the target to the source camera frame.
+        K_tgt: ``(3, 3)`` or ``(B, 3, 3)`` target intrinsics.
+        K_src: source intrinsics (defaults to ``K_tgt``).
+        inverse_depth: interpret ``tgt_depth`` as inverse depth.
+        padding_mode: ``grid_sample`` padding.
+        min_depth: depths (target and transformed) at or below this (metres) are invalid.
+
+    Returns:
+        ``(warped, valid)``: ``(B, C, H, W)`` reconstruction and ``(B, 1, H, W)`` bool mask (valid
+        depth, in front of the source camera, inside the source image).
+    """
+    check_tensor(src_image, "src_image", ("B", "C", "H", "W"))
+    check_tensor(tgt_depth, "tgt_depth", ("B", 1, "H", "W"))
+    batch = tgt_depth.shape[0]
+    if src_image.shape[0] != batch:
+        raise ValueError(f"src_image: expected batch {batch} like tgt_depth, got {src_image.shape[0]}")
+    check_transform(src_T_tgt, "src_T_tgt", batch)
+    check_intrinsics(K_tgt, batch, "K_tgt")
+    if K_src is None:
+        K_src = K_tgt
+    check_intrinsics(K_src, batch, "K_src")
+    if inverse_depth:
+        valid_in = torch.isfinite(tgt_depth) & (tgt_depth > 0)
+        depth = torch.where(valid_in, 1.0 / torch.where(valid_in, tgt_depth, torch.ones_like(tgt_depth)), torch.zeros_like(tgt_depth))
+    else:
+        depth = tgt_depth
+    valid_depth = torch.isfinite(depth) & (depth > min_depth)
+    depth = torch.where(valid_depth, depth, torch.zeros_like(depth))
+    points_tgt = backproject(depth, K_tgt)
+    points_src = transform_points(src_T_tgt, points_tgt)
+    pixels = project(points_src, K_src)
+    warped, in_view = sample_image(src_image, pixels, padding_mode)
+    in_front = points_src[:, 2:3] > min_depth
+    return warped, in_view & valid_depth & in_front
