@@ -1,0 +1,157 @@
+"""Self-supervised stereo losses, each a small function returning a per-pixel map.
+
+Photometric error follows Monodepth: ``alpha * (1 - SSIM) / 2 + (1 - alpha) * |a - b|`` with 3x3
+SSIM windows and ``alpha = 0.85``. Maps are reduced by the caller (:func:`masked_mean`) so masks
+(auto-masking, validity) compose freely. Images are expected in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .checks import check_same_batch_and_size, check_tensor
+from .warping import warp_right_to_left
+
+__all__ = [
+    "ssim",
+    "photometric_error",
+    "huber",
+    "edge_aware_smoothness",
+    "left_right_consistency",
+    "masked_mean",
+]
+
+_C1 = 0.01**2
+_C2 = 0.03**2
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Structural similarity on 3x3 windows (reflection-padded, so the map keeps its size).
+
+    Args:
+        x, y: ``(B, C, H, W)`` images in ``[0, 1]``.
+
+    Returns:
+        ``(B, C, H, W)`` SSIM in ``[-1, 1]`` (1 = identical).
+    """
+    check_tensor(x, "x", ("B", "C", "H", "W"))
+    check_tensor(y, "y", ("B", "C", "H", "W"))
+    check_same_batch_and_size(x, "x", y, "y")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"y: expected {x.shape[1]} channels like x, got {y.shape[1]}")
+    if min(x.shape[-2:]) < 2:
+        raise ValueError(f"ssim: expected images of at least 2x2 pixels, got {tuple(x.shape[-2:])}")
+    xp = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    yp = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x = F.avg_pool2d(xp, 3, 1)
+    mu_y = F.avg_pool2d(yp, 3, 1)
+    sigma_x = F.avg_pool2d(xp * xp, 3, 1) - mu_x * mu_x
+    sigma_y = F.avg_pool2d(yp * yp, 3, 1) - mu_y * mu_y
+    sigma_xy = F.avg_pool2d(xp * yp, 3, 1) - mu_x * mu_y
+    numerator = (2 * mu_x * mu_y + _C1) * (2 * sigma_xy + _C2)
+    denominator = (mu_x * mu_x + mu_y * mu_y + _C1) * (sigma_x + sigma_y + _C2)
+    return numerator / denominator
+
+
+def photometric_error(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85) -> torch.Tensor:
+    """``alpha * (1 - SSIM) / 2 + (1 - alpha) * L1``, averaged over channels.
+
+    Args:
+        pred, target: ``(B, C, H, W)`` images in ``[0, 1]``.
+        alpha: SSIM weight in ``[0, 1]``.
+
+    Returns:
+        ``(B, 1, H, W)`` error, 0 for identical images, at most 1 for images in ``[0, 1]``.
+    """
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha: expected a weight in [0, 1], got {alpha}")
+    s = ssim(pred, target)
+    l1 = (pred - target).abs()
+    error = alpha * ((1 - s) / 2).clamp(0, 1) + (1 - alpha) * l1
+    return error.mean(dim=1, keepdim=True)
+
+
+def huber(residual: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
+    """Element-wise Huber penalty: ``r^2 / 2`` for ``|r| <= delta``, ``delta (|r| - delta/2)`` beyond.
+
+    Args:
+        residual: tensor of any shape.
+        delta: positive transition point, same unit as ``residual``.
+
+    Returns:
+        tensor of the same shape.
+    """
+    if not isinstance(residual, torch.Tensor) or not residual.is_floating_point():
+        got = f"dtype {residual.dtype}" if isinstance(residual, torch.Tensor) else type(residual).__name__
+        raise ValueError(f"residual: expected a floating-point tensor, got {got}")
+    if not float(delta) > 0:
+        raise ValueError(f"delta: expected a positive number, got {delta}")
+    a = residual.abs()
+    return torch.where(a <= delta, 0.5 * residual * residual, delta * (a - 0.5 * delta))
+
+
+def edge_aware_smoothness(disparity: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Edge-aware first-order smoothness of mean-normalised disparity.
+
+    ``|d*_x| exp(-|I_x|) + |d*_y| exp(-|I_y|)`` with ``d* = d / mean(d)`` per image, so the
+    penalty does not shrink the disparity scale; image gradients are averaged over channels.
+
+    Args:
+        disparity: ``(B, 1, H, W)`` disparity (pixels) or inverse depth.
+        image: ``(B, C, H, W)`` image in ``[0, 1]`` of the same view.
+
+    Returns:
+        ``(B, 1, H, W)`` penalty (the last column/row get only the term that exists there).
+    """
+    check_tensor(disparity, "disparity", ("B", 1, "H", "W"))
+    check_tensor(image, "image", ("B", "C", "H", "W"))
+    check_same_batch_and_size(disparity, "disparity", image, "image")
+    mean = disparity.mean(dim=(2, 3), keepdim=True)
+    norm = disparity / (mean + 1e-7)
+    dx = (norm[..., :, 1:] - norm[..., :, :-1]).abs()
+    dy = (norm[..., 1:, :] - norm[..., :-1, :]).abs()
+    ix = (image[..., :, 1:] - image[..., :, :-1]).abs().mean(1, keepdim=True)
+    iy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean(1, keepdim=True)
+    sx = F.pad(dx * torch.exp(-ix), (0, 1, 0, 0))
+    sy = F.pad(dy * torch.exp(-iy), (0, 0, 0, 1))
+    return sx + sy
+
+
+def left_right_consistency(disparity_left: torch.Tensor, disparity_right: torch.Tensor) -> torch.Tensor:
+    """``|d_L(u, v) - d_R(u - d_L(u, v), v)|``: the right disparity seen from the left view.
+
+    Args:
+        disparity_left: ``(B, 1, H, W)`` left disparity in pixels.
+        disparity_right: ``(B, 1, H, W)`` right disparity in pixels.
+
+    Returns:
+        ``(B, 1, H, W)`` absolute difference in pixels (out-of-view samples use border padding;
+        mask them with the warp's in-view mask when it matters).
+    """
+    check_tensor(disparity_left, "disparity_left", ("B", 1, "H", "W"))
+    check_tensor(disparity_right, "disparity_right", ("B", 1, "H", "W"))
+    check_same_batch_and_size(disparity_left, "disparity_left", disparity_right, "disparity_right")
+    right_in_left, _ = warp_right_to_left(disparity_right, disparity_left)
+    return (disparity_left - right_in_left).abs()
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``values`` over pixels where ``mask`` holds (all pixels when ``mask`` is None).
+
+    Args:
+        values: ``(B, C, H, W)`` map.
+        mask: ``(B, 1, H, W)`` or ``(B, C, H, W)`` bool or float weights.
+
+    Returns:
+        scalar tensor; 0 (with a gradient path) when the mask is empty.
+    """
+    check_tensor(values, "values", ("B", "C", "H", "W"))
+    if mask is None:
+        return values.mean()
+    check_tensor(mask, "mask", ("B", None, "H", "W"), floating=False)
+    if mask.shape[0] != values.shape[0] or mask.shape[-2:] != values.shape[-2:] or mask.shape[1] not in (1, values.shape[1]):
+        raise ValueError(f"mask: expected shape ({values.shape[0]}, 1 or {values.shape[1]}, "
+                         f"{values.shape[2]}, {values.shape[3]}), got {tuple(mask.shape)}")
+    weights = mask.to(values.dtype).expand_as(values)
+    return (values * weights).sum() / weights.sum().clamp(min=1.0)

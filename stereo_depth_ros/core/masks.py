@@ -1,0 +1,238 @@
+"""Validity of predicted disparity: which left pixels the node can trust.
+
+Each test is a small function returning a ``(B, 1, H, W)`` bool mask (True = valid, except
+:func:`occlusion_mask`, which marks occluded pixels); :func:`compute_validity` combines them with
+thresholds from :class:`ValidityConfig` into one mask and a confidence in ``[0, 1]``. Masks are
+not differentiable and run under ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .checks import check_positive, check_same_batch_and_size, check_tensor
+from .geometry import disparity_to_depth
+from .losses import left_right_consistency, photometric_error
+from .warping import warp_right_to_left
+
+__all__ = [
+    "ValidityConfig",
+    "Validity",
+    "out_of_view_mask",
+    "left_right_check",
+    "occlusion_mask",
+    "photometric_mask",
+    "depth_range_mask",
+    "compute_validity",
+]
+
+
+@dataclass(frozen=True)
+class ValidityConfig:
+    """Thresholds of the validity tests; ``None`` disables a test.
+
+    Attributes:
+        lr_max_difference: left-right check threshold in pixels.
+        photometric_max: largest photometric error (``0.85 (1-SSIM)/2 + 0.15 L1``) accepted.
+        min_depth, max_depth: accepted depth range in metres.
+        use_occlusion: drop pixels that the left disparity itself says are occluded in the right view.
+        min_disparity: disparities at or below this (pixels) are invalid (depth would be unbounded).
+    """
+
+    lr_max_difference: float | None = 1.0
+    photometric_max: float | None = 0.3
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    use_occlusion: bool = True
+    min_disparity: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lr_max_difference is not None:
+            check_positive(self.lr_max_difference, "lr_max_difference")
+        if self.photometric_max is not None:
+            check_positive(self.photometric_max, "photometric_max")
+        check_positive(self.min_depth, "min_depth", allow_zero=True)
+        check_positive(self.max_depth, "max_depth")
+        check_positive(self.min_disparity, "min_disparity", allow_zero=True)
+        if self.max_depth <= self.min_depth:
+            raise ValueError(f"max_depth: expected more than min_depth={self.min_depth}, got {self.max_depth}")
+
+
+@dataclass
+class Validity:
+    """Result of :func:`compute_validity`.
+
+    Attributes:
+        mask: ``(B, 1, H, W)`` bool, True where every enabled test passes.
+        confidence: ``(B, 1, H, W)`` in ``[0, 1]``, 0 where ``mask`` is False.
+        depth: ``(B, 1, H, W)`` depth in metres, 0 where the disparity is not positive.
+        photometric_error: ``(B, 1, H, W)`` error of the right->left reconstruction, or None
+            when no images were given.
+        components: the individual bool masks by name (``"in_view"``, ``"left_right"``, ...).
+    """
+
+    mask: torch.Tensor
+    confidence: torch.Tensor
+    depth: torch.Tensor
+    photometric_error: torch.Tensor | None
+    components: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def out_of_view_mask(disparity_left: torch.Tensor) -> torch.Tensor:
+    """Valid where the left pixel's match ``u - d`` lies inside the right image.
+
+    Args:
+        disparity_left: ``(B, 1, H, W)`` left disparity in pixels.
+
+    Returns:
+        ``(B, 1, H, W)`` bool.
+    """
+    check_tensor(disparity_left, "disparity_left", ("B", 1, "H", "W"))
+    width = disparity_left.shape[-1]
+    u = torch.arange(width, device=disparity_left.device, dtype=disparity_left.dtype).view(1, 1, 1, width)
+    target = u - disparity_left
+    return torch.isfinite(target) & (target >= 0) & (target <= width - 1)
+
+
+def left_right_check(
+    disparity_left: torch.Tensor, disparity_right: torch.Tensor, max_difference: float = 1.0
+) -> torch.Tensor:
+    """Valid where ``|d_L(u) - d_R(u - d_L(u))| <= max_difference`` (pixels) and the match is in view.
+
+    Args:
+        disparity_left, disparity_right: ``(B, 1, H, W)`` disparities in pixels.
+        max_difference: threshold in pixels.
+
+    Returns:
+        ``(B, 1, H, W)`` bool.
+    """
+    check_positive(max_difference, "max_difference")
+    difference = left_right_consistency(disparity_left, disparity_right)
+    return (difference <= max_difference) & out_of_view_mask(disparity_left)
+
+
+def occlusion_mask(disparity_left: torch.Tensor) -> torch.Tensor:
+    """Left pixels hidden in the right view according to the left disparity itself.
+
+    Left pixel ``u`` lands at ``u - d(u)`` in the right image. A pixel ``u' > u`` lands on it or
+    to its left when ``d(u') - u' >= d(u) - u``: the nearer surface at ``u'`` hides ``u``. So ``u``
+    is occluded iff the running maximum of ``d - u`` over the pixels to its right reaches
+    ``d(u) - u``, an ``O(H W)`` reverse cumulative maximum.
+
+    Args:
+        disparity_left: ``(B, 1, H, W)`` left disparity in pixels.
+
+    Returns:
+        ``(B, 1, H, W)`` bool, True = occluded.
+    """
+    check_tensor(disparity_left, "disparity_left", ("B", 1, "H", "W"))
+    width = disparity_left.shape[-1]
+    u = torch.arange(width, device=disparity_left.device, dtype=disparity_left.dtype).view(1, 1, 1, width)
+    key = torch.nan_to_num(disparity_left, nan=-1e9, posinf=-1e9, neginf=-1e9) - u
+    # Maximum over u' >= u (reverse cummax), then shift by one to get u' > u.
+    suffix_max = torch.flip(torch.cummax(torch.flip(key, dims=[-1]), dim=-1).values, dims=[-1])
+    strictly_right = torch.cat([suffix_max[..., 1:], torch.full_like(suffix_max[..., :1], -float("inf"))], dim=-1)
+    return strictly_right >= key
+
+
+def photometric_mask(error: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Valid where the per-pixel photometric error is at most ``threshold``.
+
+    Args:
+        error: ``(B, 1, H, W)`` photometric error.
+        threshold: largest accepted error.
+
+    Returns:
+        ``(B, 1, H, W)`` bool.
+    """
+    check_tensor(error, "error", ("B", 1, "H", "W"))
+    check_positive(threshold, "threshold")
+    return torch.isfinite(error) & (error <= threshold)
+
+
+def depth_range_mask(depth: torch.Tensor, min_depth: float, max_depth: float) -> torch.Tensor:
+    """Valid where ``min_depth <= depth <= max_depth`` (metres) and finite.
+
+    Args:
+        depth: ``(B, 1, H, W)`` depth in metres.
+
+    Returns:
+        ``(B, 1, H, W)`` bool.
+    """
+    check_tensor(depth, "depth", ("B", 1, "H", "W"))
+    check_positive(min_depth, "min_depth", allow_zero=True)
+    check_positive(max_depth, "max_depth")
+    if max_depth <= min_depth:
+        raise ValueError(f"max_depth: expected more than min_depth={min_depth}, got {max_depth}")
+    return torch.isfinite(depth) & (depth >= min_depth) & (depth <= max_depth) & (depth > 0)
+
+
+@torch.no_grad()
+def compute_validity(
+    disparity_left: torch.Tensor,
+    focal: float | torch.Tensor,
+    baseline: float | torch.Tensor,
+    left: torch.Tensor | None = None,
+    right: torch.Tensor | None = None,
+    disparity_right: torch.Tensor | None = None,
+    config: ValidityConfig = ValidityConfig(),
+) -> Validity:
+    """Combine every available validity test into a mask and a confidence.
+
+    Tests: positive finite disparity, match in view, depth range, occlusion (if enabled), left-right
+    check (if ``disparity_right`` is given), photometric error of the right->left reconstruction (if
+    ``left`` and ``right`` are given). The confidence multiplies linear terms ``1 - x / threshold``
+    of the left-right difference and the photometric error, zero where the mask is False.
+
+    Args:
+        disparity_left: ``(B, 1, H, W)`` left disparity in pixels.
+        focal: rectified ``fx`` in pixels (number or ``(B,)``).
+        baseline: metres (number or ``(B,)``).
+        left, right: ``(B, C, H, W)`` rectified images in ``[0, 1]`` (optional, both or neither).
+        disparity_right: ``(B, 1, H, W)`` right disparity in pixels (optional).
+        config: thresholds.
+
+    Returns:
+        :class:`Validity`.
+    """
+    check_tensor(disparity_left, "disparity_left", ("B", 1, "H", "W"))
+    if (left is None) != (right is None):
+        raise ValueError("compute_validity: expected both left and right images or neither, got only one")
+    if not isinstance(config, ValidityConfig):
+        raise ValueError(f"config: expected a ValidityConfig, got {type(config).__name__}")
+    d = disparity_left
+    positive = torch.isfinite(d) & (d > config.min_disparity) & (d > 0)
+    depth = disparity_to_depth(d, focal, baseline)
+    components: dict[str, torch.Tensor] = {
+        "positive": positive,
+        "in_view": out_of_view_mask(d),
+        "depth_range": depth_range_mask(depth, config.min_depth, config.max_depth),
+    }
+    confidence = torch.ones_like(d)
+    if config.use_occlusion:
+        components["not_occluded"] = ~occlusion_mask(d)
+    if disparity_right is not None:
+        check_tensor(disparity_right, "disparity_right", ("B", 1, "H", "W"))
+        check_same_batch_and_size(d, "disparity_left", disparity_right, "disparity_right")
+        if config.lr_max_difference is not None:
+            difference = left_right_consistency(d, disparity_right)
+            components["left_right"] = difference <= config.lr_max_difference
+            confidence = confidence * (1 - difference / config.lr_max_difference).clamp(0, 1)
+    error = None
+    if left is not None and right is not None:
+        check_tensor(left, "left", ("B", "C", "H", "W"))
+        check_tensor(right, "right", ("B", "C", "H", "W"))
+        check_same_batch_and_size(d, "disparity_left", left, "left")
+        check_same_batch_and_size(d, "disparity_left", right, "right")
+        reconstruction, _ = warp_right_to_left(right, torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0))
+        error = photometric_error(reconstruction, left)
+        if config.photometric_max is not None:
+            components["photometric"] = error <= config.photometric_max
+            confidence = confidence * (1 - error / config.photometric_max).clamp(0, 1)
+    mask = torch.ones_like(positive)
+    for component in components.values():
+        mask = mask & component
+    confidence = torch.where(mask, confidence, torch.zeros_like(confidence))
+    return Validity(mask=mask, confidence=confidence, depth=depth, photometric_error=error, components=components)

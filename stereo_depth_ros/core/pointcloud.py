@@ -1,0 +1,254 @@
+"""Point clouds from depth: organised numpy arrays, Open3D conversion, filtering and ICP.
+
+Organised arrays keep the image layout (``(H, W, 3)`` XYZ in metres, NaN where invalid) like an
+organised ``sensor_msgs/PointCloud2``. Open3D is imported lazily: it is only needed for the
+functions that return or take Open3D clouds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import open3d
+
+__all__ = [
+    "depth_to_points",
+    "pack_rgb",
+    "unpack_rgb",
+    "organized_xyzrgb",
+    "to_open3d",
+    "from_open3d",
+    "voxel_downsample",
+    "remove_outliers",
+    "IcpResult",
+    "icp_residual",
+]
+
+
+def _open3d() -> Any:
+    try:
+        import open3d as o3d
+    except ImportError as exc:  # libusb missing is the usual cause on a bare Debian machine
+        raise ImportError(
+            f"open3d is required for this function but could not be imported ({exc}); "
+            "install open3d-cpu==0.20.0 and Debian's libusb-1.0-0"
+        ) from exc
+    return o3d
+
+
+def _check_depth(depth: Any) -> np.ndarray:
+    if hasattr(depth, "detach"):  # torch tensor
+        depth = depth.detach().cpu().numpy()
+    if not isinstance(depth, np.ndarray) or depth.ndim != 2:
+        got = f"array of shape {depth.shape}" if isinstance(depth, np.ndarray) else type(depth).__name__
+        raise ValueError(f"depth: expected a (H, W) array in metres, got {got}")
+    if not np.issubdtype(depth.dtype, np.floating):
+        raise ValueError(f"depth: expected a floating-point array, got dtype {depth.dtype}")
+    return depth
+
+
+def _check_K(K: Any) -> np.ndarray:
+    if hasattr(K, "detach"):
+        K = K.detach().cpu().numpy()
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"K: expected a (3, 3) matrix, got shape {K.shape}")
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise ValueError(f"K: expected positive focal lengths, got fx={K[0, 0]}, fy={K[1, 1]}")
+    return K
+
+
+def depth_to_points(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Organised XYZ from depth: ``X = (u - cx) Z / fx``, ``Y = (v - cy) Z / fy``.
+
+    Args:
+        depth: ``(H, W)`` depth in metres; NaN, inf or ``<= 0`` is invalid.
+        K: ``(3, 3)`` intrinsics (zero skew).
+
+    Returns:
+        ``(H, W, 3)`` float32 points in the camera frame, metres; NaN rows where invalid.
+    """
+    depth = _check_depth(depth)
+    K = _check_K(K)
+    height, width = depth.shape
+    z = depth.astype(np.float32, copy=False)
+    valid = np.isfinite(z) & (z > 0)
+    z = np.where(valid, z, np.float32(np.nan))
+    u = np.arange(width, dtype=np.float32)[None, :]
+    v = np.arange(height, dtype=np.float32)[:, None]
+    x = (u - np.float32(K[0, 2])) * z / np.float32(K[0, 0])
+    y = (v - np.float32(K[1, 2])) * z / np.float32(K[1, 1])
+    return np.stack([x, y, z], axis=-1)
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Pack ``(..., 3)`` uint8 RGB into float32 ``(r << 16) | (g << 8) | b`` (the PCL/ROS layout)."""
+    rgb = np.asarray(rgb)
+    if rgb.shape[-1:] != (3,) or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb: expected a (..., 3) uint8 array, got shape {rgb.shape} dtype {rgb.dtype}")
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2].astype(np.uint32)
+    return packed.view(np.float32)
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: float32 ``(...)`` -> uint8 ``(..., 3)``."""
+    packed = np.asarray(packed)
+    if packed.dtype != np.float32:
+        raise ValueError(f"packed: expected a float32 array, got dtype {packed.dtype}")
+    bits = packed.view(np.uint32)
+    return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], axis=-1).astype(np.uint8)
+
+
+def organized_xyzrgb(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = None) -> np.ndarray:
+    """Organised XYZRGB as a structured array, the memory layout of our PointCloud2.
+
+    Args:
+        depth: ``(H, W)`` depth in metres (invalid -> NaN point).
+        K: ``(3, 3)`` intrinsics.
+        rgb: ``(H, W, 3)`` uint8 colours (grey if None).
+
+    Returns:
+        ``(H, W)`` structured array with float32 fields ``x, y, z, rgb`` (16 bytes per point).
+    """
+    xyz = depth_to_points(depth, K)
+    height, width = xyz.shape[:2]
+    if rgb is None:
+        rgb = np.full((height, width, 3), 128, dtype=np.uint8)
+    rgb = np.asarray(rgb)
+    if rgb.shape != (height, width, 3) or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb: expected a ({height}, {width}, 3) uint8 array, got shape {rgb.shape} dtype {rgb.dtype}")
+    out = np.empty((height, width), dtype=np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4"] * 4}))
+    out["x"], out["y"], out["z"] = xyz[..., 0], xyz[..., 1], xyz[..., 2]
+    out["rgb"] = pack_rgb(rgb)
+    return out
+
+
+def to_open3d(points: np.ndarray, colors: np.ndarray | None = None) -> "open3d.geometry.PointCloud":
+    """An Open3D cloud from ``(N, 3)`` or organised ``(H, W, 3)`` points; NaN/inf points are dropped.
+
+    Args:
+        points: ``(N, 3)`` or ``(H, W, 3)`` metres.
+        colors: matching ``(..., 3)`` uint8 (0-255) or float (0-1) colours, optional.
+    """
+    o3d = _open3d()
+    points = np.asarray(points)
+    if points.shape[-1:] != (3,) or points.ndim not in (2, 3):
+        raise ValueError(f"points: expected (N, 3) or (H, W, 3), got shape {points.shape}")
+    flat = points.reshape(-1, 3).astype(np.float64)
+    keep = np.isfinite(flat).all(axis=1)
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(flat[keep]))
+    if colors is not None:
+        colors = np.asarray(colors)
+        if colors.shape != points.shape:
+            raise ValueError(f"colors: expected shape {points.shape} like points, got {colors.shape}")
+        c = colors.reshape(-1, 3)[keep].astype(np.float64)
+        if np.issubdtype(colors.dtype, np.integer):
+            c = c / 255.0
+        cloud.colors = o3d.utility.Vector3dVector(np.clip(c, 0.0, 1.0))
+    return cloud
+
+
+def from_open3d(cloud: "open3d.geometry.PointCloud") -> tuple[np.ndarray, np.ndarray | None]:
+    """``(points (N, 3) float32, colors (N, 3) uint8 or None)`` from an Open3D cloud."""
+    o3d = _open3d()
+    if not isinstance(cloud, o3d.geometry.PointCloud):
+        raise ValueError(f"cloud: expected an open3d.geometry.PointCloud, got {type(cloud).__name__}")
+    points = np.asarray(cloud.points, dtype=np.float32)
+    colors = None
+    if cloud.has_colors():
+        colors = np.clip(np.round(np.asarray(cloud.colors) * 255.0), 0, 255).astype(np.uint8)
+    return points, colors
+
+
+def voxel_downsample(cloud: "open3d.geometry.PointCloud", voxel_size: float) -> "open3d.geometry.PointCloud":
+    """Average the points in each ``voxel_size`` (metres) cube."""
+    if not float(voxel_size) > 0:
+        raise ValueError(f"voxel_size: expected a positive size in metres, got {voxel_size}")
+    return cloud.voxel_down_sample(float(voxel_size))
+
+
+def remove_outliers(
+    cloud: "open3d.geometry.PointCloud", neighbours: int = 20, std_ratio: float = 2.0
+) -> "open3d.geometry.PointCloud":
+    """Statistical outlier removal: drop points whose mean neighbour distance is beyond
+    ``mean + std_ratio * std`` over ``neighbours`` nearest neighbours."""
+    if int(neighbours) < 1:
+        raise ValueError(f"neighbours: expected at least 1, got {neighbours}")
+    if not float(std_ratio) > 0:
+        raise ValueError(f"std_ratio: expected a positive number, got {std_ratio}")
+    filtered, _ = cloud.remove_statistical_outlier(nb_neighbors=int(neighbours), std_ratio=float(std_ratio))
+    return filtered
+
+
+@dataclass(frozen=True)
+class IcpResult:
+    """Outcome of :func:`icp_residual`.
+
+    Attributes:
+        transformation: ``(4, 4)`` float64 ``target_T_source`` that aligns source onto target.
+        rmse: inlier RMSE in metres after alignment (the 3D consistency figure).
+        fitness: fraction of source points with a correspondence within the distance.
+        num_points: number of source points used.
+    """
+
+    transformation: np.ndarray
+    rmse: float
+    fitness: float
+    num_points: int
+
+
+def icp_residual(
+    source: np.ndarray | "open3d.geometry.PointCloud",
+    target: np.ndarray | "open3d.geometry.PointCloud",
+    max_correspondence_distance: float = 0.05,
+    num_samples: int | None = 1000,
+    init: np.ndarray | None = None,
+    seed: int = 0,
+    max_iterations: int = 50,
+) -> IcpResult:
+    """Point-to-point ICP between two clouds; its residual is a 3D consistency measure.
+
+    Args:
+        source, target: ``(N, 3)`` / ``(H, W, 3)`` arrays (NaN dropped) or Open3D clouds.
+        max_correspondence_distance: metres.
+        num_samples: random subset of source points to align (None = all), e.g. ~1000 for speed.
+        init: ``(4, 4)`` initial ``target_T_source`` (identity by default).
+        seed: seed of the sub-sampling.
+        max_iterations: ICP iterations.
+
+    Returns:
+        :class:`IcpResult` (rmse NaN and fitness 0 when nothing corresponds).
+    """
+    o3d = _open3d()
+    if not float(max_correspondence_distance) > 0:
+        raise ValueError(f"max_correspondence_distance: expected a positive distance in metres, got {max_correspondence_distance}")
+    src = source if isinstance(source, o3d.geometry.PointCloud) else to_open3d(source)
+    tgt = target if isinstance(target, o3d.geometry.PointCloud) else to_open3d(target)
+    if len(src.points) == 0 or len(tgt.points) == 0:
+        raise ValueError(f"icp_residual: expected non-empty clouds, got {len(src.points)} source and {len(tgt.points)} target points")
+    if num_samples is not None and len(src.points) > num_samples:
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(len(src.points), size=int(num_samples), replace=False))
+        src = src.select_by_index(idx.tolist())
+    init_T = np.eye(4) if init is None else np.asarray(init, dtype=np.float64)
+    if init_T.shape != (4, 4):
+        raise ValueError(f"init: expected a (4, 4) transform, got shape {init_T.shape}")
+    result = o3d.pipelines.registration.registration_icp(
+        src,
+        tgt,
+        float(max_correspondence_distance),
+        init_T,
+        o3d.pipelines.registration.TransformationEstimationPointToPoint(),
+        o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=int(max_iterations)),
+    )
+    rmse = float(result.inlier_rmse) if result.fitness > 0 else float("nan")
+    return IcpResult(
+        transformation=np.asarray(result.transformation).copy(),
+        rmse=rmse,
+        fitness=float(result.fitness),
+        num_points=len(src.points),
+    )

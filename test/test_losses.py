@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from stereo_depth_ros.core import losses as L
+from stereo_depth_ros.core.warping import warp_left_to_right
+
+
+def rand(*shape, seed=0, dtype=torch.float64, device="cpu"):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype).to(device)
+
+
+def test_ssim_identity_and_range(device, batch):
+    x = rand(batch, 3, 10, 12, device=device)
+    torch.testing.assert_close(L.ssim(x, x), torch.ones_like(x))
+    s = L.ssim(x, rand(batch, 3, 10, 12, seed=1, device=device))
+    assert s.shape == x.shape and (s <= 1).all() and (s >= -1).all() and s.mean() < 0.5
+
+
+def test_ssim_on_a_hand_computed_window():
+    # Constant images a and b: SSIM = (2ab + C1) / (a^2 + b^2 + C1) (variances vanish).
+    a, b = 0.2, 0.6
+    s = L.ssim(torch.full((1, 1, 4, 4), a, dtype=torch.float64), torch.full((1, 1, 4, 4), b, dtype=torch.float64))
+    c1 = 0.01**2
+    torch.testing.assert_close(s, torch.full_like(s, (2 * a * b + c1) / (a * a + b * b + c1)))
+
+
+def test_photometric_error_weights_ssim_and_l1():
+    x = rand(2, 3, 8, 8)
+    assert L.photometric_error(x, x).abs().max() < 1e-12
+    y = (x + 0.1).clamp(0, 1)
+    pe = L.photometric_error(x, y)
+    assert pe.shape == (2, 1, 8, 8)
+    expected = (0.85 * ((1 - L.ssim(x, y)) / 2) + 0.15 * (x - y).abs()).mean(1, keepdim=True)
+    torch.testing.assert_close(pe, expected)
+    torch.testing.assert_close(L.photometric_error(x, y, alpha=0.0), (x - y).abs().mean(1, keepdim=True))
+    with pytest.raises(ValueError, match=r"alpha: expected a weight in \[0, 1\]"):
+        L.photometric_error(x, y, alpha=1.5)
+
+
+def test_huber_values():
+    r = torch.tensor([-3.0, -0.5, 0.0, 0.5, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(L.huber(r, 1.0), torch.tensor([2.5, 0.125, 0.0, 0.125, 2.5], dtype=torch.float64))
+    with pytest.raises(ValueError, match="delta"):
+        L.huber(r, 0.0)
+    with pytest.raises(ValueError, match="floating-point"):
+        L.huber(torch.tensor([1, 2]))
+
+
+def test_smoothness_is_scale_invariant_and_edge_aware():
+    image = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    image[..., 4:] = 1.0  # vertical edge between columns 3 and 4
+    d = torch.ones(1, 1, 8, 8, dtype=torch.float64)
+    d[..., 4:] = 2.0  # a disparity step at the edge...
+    on_edge = L.edge_aware_smoothness(d, image).sum()
+    d_off = torch.ones(1, 1, 8, 8, dtype=torch.float64)
+    d_off[..., 2:] = 2.0  # ...is cheaper than the same step away from it
+    off_edge = L.edge_aware_smoothness(d_off, image).sum()
+    assert on_edge < off_edge
+    torch.testing.assert_close(L.edge_aware_smoothness(10 * d, image), L.edge_aware_smoothness(d, image))
+    assert L.edge_aware_smoothness(torch.full((1, 1, 8, 8), 3.0, dtype=torch.float64), image).abs().max() == 0
+
+
+def test_left_right_consistency_is_zero_for_consistent_pair():
+    d_left = torch.full((2, 1, 6, 20), 3.0, dtype=torch.float64)
+    d_right, _ = warp_left_to_right(d_left, d_left)  # constant field: d_R = 3 too
+    diff = L.left_right_consistency(d_left, d_right)
+    assert diff[..., 3:].abs().max() < 1e-12
+    assert L.left_right_consistency(d_left, d_right + 0.5)[..., 3:].sub(0.5).abs().max() < 1e-12
+
+
+def test_masked_mean():
+    v = torch.arange(8, dtype=torch.float64).view(1, 2, 2, 2)
+    mask = torch.tensor([[[[True, False], [False, False]]]])
+    torch.testing.assert_close(L.masked_mean(v, mask), torch.tensor(2.0, dtype=torch.float64))  # (0 + 4) / 2
+    assert L.masked_mean(v, torch.zeros_like(mask)) == 0
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        L.masked_mean(v, torch.ones(1, 3, 2, 2, dtype=torch.bool))
+
+
+def test_losses_pass_gradcheck():
+    x = rand(2, 2, 5, 6, seed=1).requires_grad_(True)
+    y = rand(2, 2, 5, 6, seed=2).requires_grad_(True)
+    assert torch.autograd.gradcheck(L.ssim, (x, y))
+    assert torch.autograd.gradcheck(L.photometric_error, (x, y))
+    d = (rand(2, 1, 5, 6, seed=3) + 1.0).requires_grad_(True)
+    assert torch.autograd.gradcheck(L.edge_aware_smoothness, (d, x))
+    d_r = (rand(2, 1, 5, 6, seed=4) * 0.5 + 1.2).requires_grad_(True)
+    d_l = (rand(2, 1, 5, 6, seed=5) * 0.5 + 1.2).requires_grad_(True)
+    assert torch.autograd.gradcheck(L.left_right_consistency, (d_l, d_r))
+    r = (rand(10, seed=6) * 4 - 2).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: L.huber(t, 0.7), (r,))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: L.ssim(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 5)), "y: expected batch 1 and size"),
+        (lambda: L.ssim(torch.rand(1, 3, 4, 4), torch.rand(1, 1, 4, 4)), "y: expected 3 channels"),
+        (lambda: L.ssim(torch.rand(1, 3, 1, 4), torch.rand(1, 3, 1, 4)), "at least 2x2"),
+        (lambda: L.photometric_error(torch.rand(3, 4, 4), torch.rand(3, 4, 4)), r"x: expected shape \(B, C, H, W\)"),
+        (lambda: L.edge_aware_smoothness(torch.rand(1, 2, 4, 4), torch.rand(1, 3, 4, 4)), r"disparity: expected shape \(B, 1, H, W\)"),
+        (lambda: L.left_right_consistency(torch.rand(1, 1, 4, 4), torch.rand(2, 1, 4, 4)), "disparity_right: expected batch 1"),
+    ],
+)
+def test_rejects_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
