@@ -1,0 +1,125 @@
+"""Small building blocks of the network: convolutions, feature pyramid, correlation, decoders."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["conv", "FeatureLevel", "FeaturePyramid", "correlation", "DisparityDecoder", "Refinement"]
+
+_SLOPE = 0.2
+
+
+def conv(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1, activation: bool = True) -> nn.Sequential:
+    """3x3 convolution (+ LeakyReLU 0.2), 'same' padding for stride 1."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, stride, padding=dilation, dilation=dilation)]
+    if activation:
+        layers.append(nn.LeakyReLU(_SLOPE, inplace=True))
+    return nn.Sequential(*layers)
+
+
+class FeatureLevel(nn.Module):
+    """One pyramid level: a stride-2 conv and a conv, ``(B, C_in, H, W) -> (B, C_out, H/2, W/2)``."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.down = conv(in_channels, out_channels, stride=2)
+        self.conv = conv(out_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.down(x))
+
+
+class FeaturePyramid(nn.Module):
+    """Shared feature extractor, returning features of levels 1..6 (strides 2..64)."""
+
+    def __init__(self, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        ins = (3,) + tuple(channels[:-1])
+        self.levels = nn.ModuleList(FeatureLevel(i, o) for i, o in zip(ins, channels))
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, 3, H, W)`` normalised image -> list of 6 ``(B, C_l, H/2^l, W/2^l)`` features."""
+        features = []
+        x = image
+        for level in self.levels:
+            x = level(x)
+            features.append(x)
+        return features
+
+
+def correlation(left: torch.Tensor, right: torch.Tensor, min_shift: int, max_shift: int) -> torch.Tensor:
+    """Horizontal correlation cost volume of L2-normalised features (cosine similarity).
+
+    ``cost[s](u) = <left(u), right(u - s)> / (|left(u)| |right(u - s)|)`` for
+    ``s = min_shift..max_shift``, in ``[-1, 1]`` whatever the feature scale (unnormalised
+    correlation grows quadratically with it and destabilised training); samples outside the right
+    feature map read zeros.
+
+    Args:
+        left, right: ``(B, C, H, W)`` features.
+        min_shift, max_shift: shift range in pixels of this level (``min_shift <= max_shift``).
+
+    Returns:
+        ``(B, max_shift - min_shift + 1, H, W)`` costs.
+    """
+    if left.shape != right.shape:
+        raise ValueError(f"correlation: expected equal shapes, got {tuple(left.shape)} and {tuple(right.shape)}")
+    if min_shift > max_shift:
+        raise ValueError(f"correlation: expected min_shift <= max_shift, got {min_shift} > {max_shift}")
+    width = left.shape[-1]
+    left = F.normalize(left, dim=1, eps=1e-6)
+    right = F.normalize(right, dim=1, eps=1e-6)
+    pad_left, pad_right = max(max_shift, 0), max(-min_shift, 0)
+    padded = F.pad(right, (pad_left, pad_right))
+    costs = []
+    for s in range(min_shift, max_shift + 1):
+        start = pad_left - s  # right(u - s) lives at padded index u - s + pad_left
+        costs.append((left * padded[..., start : start + width]).sum(dim=1, keepdim=True))
+    return torch.cat(costs, dim=1)
+
+
+class DisparityDecoder(nn.Module):
+    """Per-level disparity estimator: a conv stack ending in one output channel.
+
+    Input ``(B, C_in, h, w)`` (costs, left features and, except at the coarsest level, the
+    upsampled disparity); output ``(B, 1, h, w)``: the disparity (coarsest) or its residual.
+    """
+
+    def __init__(self, in_channels: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for h in hidden:
+            layers.append(conv(channels, h))
+            channels = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(channels, 1, 3, padding=1)
+        nn.init.normal_(self.head.weight, std=1e-3)  # residuals start near zero: stable early training
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class Refinement(nn.Module):
+    """Context refinement with dilated convolutions (PWC-Net / MADNet style).
+
+    ``(B, C_in, h, w)`` (left features + disparity) -> ``(B, 1, h, w)`` disparity residual.
+    """
+
+    def __init__(self, in_channels: int, channels: int, dilations: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for d in dilations:
+            layers.append(conv(c, channels, dilation=d))
+            c = channels
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c, 1, 3, padding=1)
+        nn.init.normal_(self.head.weight, std=1e-3)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))

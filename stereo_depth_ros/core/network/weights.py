@@ -1,0 +1,142 @@
+"""Network weights as safetensors (never pickle), written atomically, with a JSON sidecar.
+
+The ``.safetensors`` file holds the tensors and, in its string metadata, the network config
+(``"config"``, JSON) plus any extra fields; the sidecar ``<name>.json`` repeats the metadata for
+people and tools (training command, data seed, validation metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import NetworkConfig
+from .model import StereoNet
+
+__all__ = ["DEFAULT_WEIGHTS", "WeightsError", "atomic_write_bytes", "save_weights", "load_weights", "load_model"]
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "stereo_net.safetensors"
+
+
+class WeightsError(RuntimeError):
+    """A weights file that exists but cannot be used (corrupt, wrong format, mismatched network)."""
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_weights(
+    model: StereoNet | Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, Any] | None = None,
+    config: NetworkConfig | None = None,
+    sidecar: bool = True,
+) -> Path:
+    """Save weights atomically as safetensors (+ a JSON sidecar).
+
+    Args:
+        model: a :class:`StereoNet` or a state dict.
+        path: target ``.safetensors`` path.
+        metadata: JSON-serialisable extra fields (training command, metrics, frames adapted, ...).
+        config: network config (taken from ``model`` when it is a StereoNet).
+        sidecar: also write ``<path without suffix>.json``.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    if isinstance(model, StereoNet):
+        config = model.config
+        state = model.state_dict()
+    else:
+        state = dict(model)
+    if config is None:
+        raise ValueError("save_weights: expected a StereoNet or a config alongside the state dict, got neither")
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    meta = {"format": "stereo_depth_ros/stereo_net", "config": config.to_dict(), **dict(metadata or {})}
+    string_meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if path.parent.exists() else None)
+    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, tmp, metadata=string_meta)
+        with open(tmp, "rb") as f:
+            data = f.read()
+    finally:
+        os.unlink(tmp)
+    atomic_write_bytes(path, data)
+    if sidecar:
+        atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def load_weights(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load ``(state_dict, metadata)`` from a safetensors file without unpickling anything.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        WeightsError: the file is not a readable safetensors file of this network.
+    """
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"network weights not found at {path}"
+            + (" (the shipped weights are missing: reinstall the package or train with "
+               "`python -m stereo_depth_ros.tools.train`)" if path == DEFAULT_WEIGHTS else "")
+        )
+    try:
+        state = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw_meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read network weights {path}: not a valid safetensors file ({exc})") from exc
+    if raw_meta.get("format") != "stereo_depth_ros/stereo_net" or "config" not in raw_meta:
+        raise WeightsError(f"{path} is a safetensors file but not stereo_depth_ros network weights (metadata {sorted(raw_meta)})")
+    meta: dict[str, Any] = {}
+    for key, value in raw_meta.items():
+        try:
+            meta[key] = json.loads(value)
+        except json.JSONDecodeError:
+            meta[key] = value
+    return state, meta
+
+
+def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> tuple[StereoNet, dict[str, Any]]:
+    """Build the network described by a weights file and load it (strict). Returns ``(model, metadata)``."""
+    state, meta = load_weights(path)
+    try:
+        config = NetworkConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"weights {path or DEFAULT_WEIGHTS} carry an invalid network config: {exc}") from exc
+    model = StereoNet(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"weights {path or DEFAULT_WEIGHTS} do not match the network: {exc}") from exc
+    return model.to(device), meta
