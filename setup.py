@@ -27,6 +27,9 @@ setup(
     entry_points={
         "console_scripts": [
             "stereo_depth_demo = stereo_depth_ros.tools.demo:main",
+            "stereo_depth_train = stereo_depth_ros.tools.train:main",
+            "stereo_depth_evaluate = stereo_depth_ros.tools.evaluate:main",
+            "stereo_depth_bench_inference = stereo_depth_ros.tools.bench_inference:main",
         ],
     },
 )

@@ -1,0 +1,1 @@
+"""Command-line tools: demo, train, evaluate, bench."""

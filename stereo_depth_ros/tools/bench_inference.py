@@ -1,0 +1,90 @@
+"""Benchmark network inference against OpenCV SGBM on the same frames, in the same run.
+
+    python -m stereo_depth_ros.tools.bench_inference [--sizes 640x480 1280x720] [--device cpu|cuda]
+
+Prints a Markdown table and writes JSON: median and p95 per frame over ``--frames`` after
+``--warmup`` untimed frames; on CUDA, fp32 and bf16 autocast, with synchronisation around each
+frame; SGBM (CPU) on the same images. Figures, not assertions: run it on demand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..core.network.weights import load_model
+from ..core.sgbm import SgbmBackend
+from ..core.synthetic import generate_sample
+
+
+def _time(fn, frames: int, warmup: int, sync: bool) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    if sync:
+        torch.cuda.synchronize()
+    out = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        fn()
+        if sync:
+            torch.cuda.synchronize()
+        out.append(1000 * (time.perf_counter() - start))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", nargs="+", default=["640x480", "1280x720"])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--weights", default=None)
+    p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--sgbm-frames", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--output", type=Path, default=None, help="JSON file")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model, meta = load_model(args.weights, device)
+    model.eval()
+    rows = []
+    for size in args.sizes:
+        width, height = (int(v) for v in size.lower().split("x"))
+        sample = generate_sample(3, width=width, height=height, domain="indoor")
+        left = torch.from_numpy(sample.left).permute(2, 0, 1)[None].contiguous().to(device)
+        right = torch.from_numpy(sample.right).permute(2, 0, 1)[None].contiguous().to(device)
+        sgbm = SgbmBackend()
+        sgbm_ms = _time(lambda: sgbm(sample.left, sample.right), args.sgbm_frames, 1, False)
+        precisions = ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+        for precision in precisions:
+            def run() -> None:
+                with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    model(left, right)
+            ms = _time(run, args.frames, args.warmup, device.type == "cuda")
+            rows.append({
+                "size": size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+                "precision": precision, "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
+                "fps": 1000.0 / float(np.median(ms)), "sgbm_median_ms": float(np.median(sgbm_ms)),
+                "ratio_to_sgbm": float(np.median(ms)) / float(np.median(sgbm_ms)),
+            })
+    lines = ["| size | device | precision | network median ms | p95 ms | FPS | SGBM median ms (CPU) | network / SGBM |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['device']} | {r['precision']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | "
+                     f"{r['fps']:.0f} | {r['sgbm_median_ms']:.1f} | {r['ratio_to_sgbm']:.2f} |")
+    print("\n".join(lines))
+    if args.output:
+        args.output.write_text(json.dumps({"rows": rows, "weights": meta.get("training_command")}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
