@@ -1,0 +1,561 @@
+"""Online self-supervised adaptation of the disparity network, with safeguards.
+
+One :meth:`OnlineAdapter.step` on a rectified pair: predict the left disparity, reconstruct the left
+image from the right one through it (``grid_sample``), and minimise
+
+    w_photo * photometric (0.85 (1-SSIM)/2 + 0.15 L1, auto-masked)
+    + w_smooth * edge-aware smoothness (mean-normalised disparity)
+    + w_lr * left-right consistency (right disparity from the mirrored pair)
+
+with no ground truth. Modes: ``full`` updates every parameter; ``mad`` updates one pyramid block per
+step (MADNet's modular adaptation), sampled from a softmax over a running reward = the loss decrease
+each block produced; ``none`` never updates.
+
+Online adaptation is known to drift (flat depth after ~100 frames, sensitivity to the learning
+rate), so every step is guarded: a non-finite loss or gradient skips the step (weights untouched);
+too few valid pixels skips it (and ``patience`` such frames in a row roll back: a diverged
+network's reconstruction is rejected by auto-masking everywhere); a loss that jumps above ``jump_factor`` x the running median, or stays
+above ``rise_factor`` x the median for ``patience`` steps, rolls the weights back to the newest good
+snapshot (a small ring of states whose loss was at or below the median and that then survived
+``patience`` more steps) or, when rollbacks repeat, to
+the initial (shipped) weights. Every skip and rollback is counted.
+
+:class:`AdaptationWorker` runs the adapter off the inference path in a thread (on its own CUDA
+stream on GPU), on the newest frame only, and hands the adapted weights to the inference model
+atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+
+from .checks import check_positive, check_same_batch_and_size, check_tensor
+from .losses import edge_aware_smoothness, left_right_consistency, masked_mean, photometric_error
+from .network.model import StereoNet
+from .network.weights import WeightsError, load_model, save_weights
+from .warping import warp_left_to_right, warp_right_to_left
+
+__all__ = ["AdaptationConfig", "StepResult", "OnlineAdapter", "AdaptationWorker", "load_adapted_or_default"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["full", "mad", "none"]
+
+
+@dataclass(frozen=True)
+class AdaptationConfig:
+    """Settings of online adaptation (every field is a node parameter).
+
+    Attributes:
+        mode: ``"full"``, ``"mad"`` or ``"none"``.
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9).
+        learning_rate: step size.
+        grad_clip: global gradient-norm clip (0 disables).
+        adapt_every: adapt on every N-th frame offered.
+        photometric_weight, smoothness_weight, lr_consistency_weight: loss weights
+            (left-right consistency needs a second, mirrored prediction: 0 skips it).
+        automask: ignore pixels whose un-warped photometric error is already lower (static scenes,
+            textureless regions).
+        min_valid_fraction: skip the step when fewer pixels than this are usable.
+        median_window: steps in the running loss median.
+        warmup_steps: steps before the jump/rise rules apply.
+        jump_factor: roll back at once when the loss exceeds this x the running median.
+        rise_factor, patience: roll back after ``patience`` consecutive losses above
+            ``rise_factor`` x the running median.
+        snapshot_every, snapshot_ring: keep a snapshot of good weights every N steps, at most M.
+        mad_temperature, mad_reward_decay: block sampling softmax temperature and reward decay.
+    """
+
+    mode: Mode = "mad"
+    optimizer: Literal["adam", "sgd"] = "adam"
+    learning_rate: float = 1e-4
+    grad_clip: float = 1.0
+    adapt_every: int = 1
+    photometric_weight: float = 1.0
+    smoothness_weight: float = 0.01
+    lr_consistency_weight: float = 0.0
+    automask: bool = True
+    min_valid_fraction: float = 0.2
+    median_window: int = 50
+    warmup_steps: int = 5
+    jump_factor: float = 2.5
+    rise_factor: float = 1.5
+    patience: int = 4
+    snapshot_every: int = 10
+    snapshot_ring: int = 3
+    mad_temperature: float = 0.01
+    mad_reward_decay: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("full", "mad", "none"):
+            raise ValueError(f"mode: expected 'full', 'mad' or 'none', got {self.mode!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {self.optimizer!r}")
+        check_positive(self.learning_rate, "learning_rate")
+        check_positive(self.grad_clip, "grad_clip", allow_zero=True)
+        for name in ("photometric_weight", "smoothness_weight", "lr_consistency_weight"):
+            check_positive(getattr(self, name), name, allow_zero=True)
+        for name in ("adapt_every", "median_window", "patience", "snapshot_every", "snapshot_ring"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.min_valid_fraction < 1.0:
+            raise ValueError(f"min_valid_fraction: expected a fraction in [0, 1), got {self.min_valid_fraction}")
+        if self.jump_factor <= 1 or self.rise_factor <= 1:
+            raise ValueError(f"jump_factor and rise_factor: expected > 1, got {self.jump_factor}, {self.rise_factor}")
+        check_positive(self.mad_temperature, "mad_temperature")
+        if not 0.0 <= self.mad_reward_decay < 1.0:
+            raise ValueError(f"mad_reward_decay: expected a value in [0, 1), got {self.mad_reward_decay}")
+
+
+@dataclass
+class StepResult:
+    """What one call of :meth:`OnlineAdapter.step` did.
+
+    Attributes:
+        status: ``"adapted"``, ``"not_due"``, ``"disabled"``, ``"skipped_non_finite"``,
+            ``"skipped_few_valid"`` or ``"rolled_back"``.
+        loss: total loss before the update (NaN when not computed).
+        terms: each loss term (``photometric``, ``smoothness``, ``lr_consistency``).
+        valid_fraction: share of pixels that entered the photometric term.
+        block: the block updated (``mad``), ``"all"`` (``full``) or None.
+        reason: why a rollback or skip happened (empty otherwise).
+        seconds: wall time of the step.
+    """
+
+    status: str
+    loss: float = math.nan
+    terms: dict[str, float] = field(default_factory=dict)
+    valid_fraction: float = math.nan
+    block: str | None = None
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class OnlineAdapter:
+    """Adapts a :class:`StereoNet` in place, one frame at a time.
+
+    Args:
+        model: the network to adapt (its current weights are the rollback floor, "initial").
+        config: adaptation settings.
+        seed: seed of the MAD block sampling.
+    """
+
+    def __init__(self, model: StereoNet, config: AdaptationConfig | None = None, seed: int = 0) -> None:
+        if not isinstance(model, StereoNet):
+            raise ValueError(f"model: expected a StereoNet, got {type(model).__name__}")
+        self.model = model
+        self.config = config or AdaptationConfig()
+        self._initial = _state_copy(model)
+        self._snapshots: deque[dict[str, torch.Tensor]] = deque(maxlen=self.config.snapshot_ring)
+        self._candidate: tuple[dict[str, torch.Tensor], int] | None = None
+        self._losses: deque[float] = deque(maxlen=self.config.median_window)
+        self._rng = np.random.default_rng(seed)
+        self._blocks = list(model.blocks())
+        self._rewards = {name: 0.0 for name in self._blocks}
+        self._pending_reward: tuple[str, float] | None = None
+        self._above = 0
+        self._few_valid = 0
+        self._recent_rollbacks: deque[int] = deque(maxlen=3)
+        self.frames_seen = 0
+        self.steps = 0
+        self.skipped = 0
+        self.rollbacks = 0
+        self.last: StepResult = StepResult(status="disabled" if self.config.mode == "none" else "not_due")
+        self._optimizer = self._make_optimizer()
+
+    # ------------------------------------------------------------------ configuration
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = list(self.model.parameters())
+        if self.config.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.config.learning_rate)
+        return torch.optim.SGD(params, lr=self.config.learning_rate, momentum=0.9)
+
+    def set_config(self, config: AdaptationConfig) -> None:
+        """Apply new settings live (learning rate, weights, mode...); optimiser state is kept when
+        the optimiser kind is unchanged."""
+        rebuild = config.optimizer != self.config.optimizer
+        self.config = config
+        if rebuild:
+            self._optimizer = self._make_optimizer()
+        for group in self._optimizer.param_groups:
+            group["lr"] = config.learning_rate
+        self._losses = deque(self._losses, maxlen=config.median_window)
+        self._snapshots = deque(self._snapshots, maxlen=config.snapshot_ring)
+
+    # ------------------------------------------------------------------ loss
+    def compute_loss(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], float]:
+        """The self-supervised loss on one pair (graph kept for backward).
+
+        Args:
+            left, right: ``(B, 3, H, W)`` rectified images in ``[0, 1]``.
+
+        Returns:
+            ``(loss, terms, valid_fraction)``.
+        """
+        c = self.config
+        batch = left.shape[0]
+        if c.lr_consistency_weight > 0:
+            both = self.model(torch.cat([left, torch.flip(right, [-1])]), torch.cat([right, torch.flip(left, [-1])])).disparity
+            disp, disp_right = both[:batch], torch.flip(both[batch:], [-1])
+        else:
+            disp, disp_right = self.model(left, right).disparity, None
+        # Every pixel enters the photometric term (border padding for samples outside the right
+        # image): averaging over in-view pixels only lets the network lower the loss by pushing
+        # disparities out of view, which is how full adaptation diverged in our first runs.
+        recon, _ = warp_right_to_left(right, disp, padding_mode="border")
+        error = photometric_error(recon, left)
+        mask = torch.ones_like(error, dtype=torch.bool)
+        if c.automask:
+            with torch.no_grad():
+                identity = photometric_error(right, left)
+            mask = error.detach() < identity
+        valid_fraction = float(mask.float().mean())
+        photo = masked_mean(error, mask)
+        smooth = edge_aware_smoothness(disp, left).mean()
+        loss = c.photometric_weight * photo + c.smoothness_weight * smooth
+        terms = {"photometric": float(photo.detach()), "smoothness": float(smooth.detach())}
+        if disp_right is not None:
+            recon_r, _ = warp_left_to_right(left, disp_right, padding_mode="border")
+            photo_r = masked_mean(photometric_error(recon_r, right))
+            consistency = masked_mean(left_right_consistency(disp, disp_right))
+            loss = loss + c.photometric_weight * photo_r + c.lr_consistency_weight * consistency
+            terms["photometric_right"] = float(photo_r.detach())
+            terms["lr_consistency"] = float(consistency.detach())
+        return loss, terms, valid_fraction
+
+    # ------------------------------------------------------------------ step
+    def _choose_block(self) -> str:
+        values = np.array([self._rewards[b] for b in self._blocks])
+        logits = (values - values.max()) / self.config.mad_temperature
+        p = np.exp(logits)
+        p /= p.sum()
+        return str(self._rng.choice(self._blocks, p=p))
+
+    def _median(self) -> float:
+        return float(np.median(self._losses)) if self._losses else math.nan
+
+    def step(self, left: torch.Tensor, right: torch.Tensor) -> StepResult:
+        """One adaptation step on a pair (or a no-op when not due / disabled).
+
+        Args:
+            left, right: ``(B, 3, H, W)`` rectified images in ``[0, 1]`` on the model's device.
+
+        Returns:
+            :class:`StepResult`.
+        """
+        check_tensor(left, "left", ("B", 3, "H", "W"))
+        check_tensor(right, "right", ("B", 3, "H", "W"))
+        check_same_batch_and_size(left, "left", right, "right")
+        start = time.perf_counter()
+        self.frames_seen += 1
+        c = self.config
+        if c.mode == "none":
+            self.last = StepResult(status="disabled")
+            return self.last
+        if (self.frames_seen - 1) % c.adapt_every != 0:
+            self.last = StepResult(status="not_due")
+            return self.last
+        was_training = self.model.training
+        self.model.train()
+        block = self._choose_block() if c.mode == "mad" else "all"
+        params = list(self.model.parameters()) if c.mode == "full" else self.model.block_parameters(block)
+        trainable = {id(p) for p in params}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in trainable)
+        try:
+            loss, terms, valid_fraction = self.compute_loss(left, right)
+            result = self._guarded_update(loss, terms, valid_fraction, params, block)
+        finally:
+            for p in self.model.parameters():
+                p.requires_grad_(True)
+            self.model.train(was_training)
+        result.seconds = time.perf_counter() - start
+        self.last = result
+        return result
+
+    def _guarded_update(
+        self, loss: torch.Tensor, terms: dict[str, float], valid_fraction: float, params: list[torch.nn.Parameter], block: str
+    ) -> StepResult:
+        c = self.config
+        value = float(loss.detach())
+        # Credit the previous MAD block with the loss change it produced (on this new frame).
+        if self._pending_reward is not None and math.isfinite(value):
+            name, before = self._pending_reward
+            self._rewards[name] = c.mad_reward_decay * self._rewards[name] + (1 - c.mad_reward_decay) * (before - value)
+            self._pending_reward = None
+        if not math.isfinite(value):
+            self.skipped += 1
+            return StepResult("skipped_non_finite", value, terms, valid_fraction, block, "loss is not finite")
+        median = self._median()
+        warmed = len(self._losses) >= c.warmup_steps
+        if warmed and value > c.jump_factor * median:
+            return self._rollback(value, terms, valid_fraction, block, f"loss {value:.4f} > {c.jump_factor} x median {median:.4f}")
+        if warmed and value > c.rise_factor * median:
+            self._above += 1
+            if self._above >= c.patience:
+                return self._rollback(value, terms, valid_fraction, block,
+                                      f"loss above {c.rise_factor} x median {median:.4f} for {self._above} steps")
+        else:
+            self._above = 0
+        if valid_fraction < c.min_valid_fraction:
+            # A diverged network reconstructs so badly that auto-masking rejects nearly every pixel;
+            # skipping alone would keep the diverged weights forever, so a run of such frames after
+            # a good history counts as divergence.
+            self._few_valid += 1
+            if warmed and self._few_valid >= c.patience:
+                return self._rollback(value, terms, valid_fraction, block,
+                                      f"{self._few_valid} frames in a row with < {100 * c.min_valid_fraction:.0f}% valid pixels")
+            self.skipped += 1
+            return StepResult("skipped_few_valid", value, terms, valid_fraction, block,
+                              f"{100 * valid_fraction:.0f}% valid pixels < {100 * c.min_valid_fraction:.0f}%")
+        self._few_valid = 0
+        # A state whose loss is at or below the median becomes a candidate snapshot; it joins the
+        # ring only after `patience` further steps without an anomaly (damage from a bad update
+        # shows on the next frames, so an unproven snapshot could itself be poisoned).
+        if self._candidate is not None and self.steps - self._candidate[1] >= c.patience:
+            self._snapshots.append(self._candidate[0])
+            self._candidate = None
+        if self._candidate is None and (not warmed or value <= median) and self.steps % c.snapshot_every == 0:
+            self._candidate = (_state_copy(self.model), self.steps)
+        self._optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in params if p.grad is not None]
+        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        if not finite:
+            self._optimizer.zero_grad(set_to_none=True)
+            self.skipped += 1
+            return StepResult("skipped_non_finite", value, terms, valid_fraction, block, "gradients are not finite")
+        if c.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+        self._optimizer.step()
+        self._optimizer.zero_grad(set_to_none=True)
+        if not all(bool(torch.isfinite(p).all()) for p in params):
+            return self._rollback(value, terms, valid_fraction, block, "weights became non-finite")
+        self._losses.append(value)
+        self.steps += 1
+        if c.mode == "mad":
+            self._pending_reward = (block, value)
+        return StepResult("adapted", value, terms, valid_fraction, block)
+
+    def _rollback(self, value: float, terms: dict[str, float], valid_fraction: float, block: str, reason: str) -> StepResult:
+        self.rollbacks += 1
+        self._recent_rollbacks.append(self.steps)
+        repeated = len(self._recent_rollbacks) == self._recent_rollbacks.maxlen and (
+            self._recent_rollbacks[-1] - self._recent_rollbacks[0] <= 2 * self.config.snapshot_every
+        )
+        if self._snapshots and not repeated:
+            target, where = self._snapshots[-1], "last good snapshot"
+        else:
+            target, where = self._initial, "initial weights"
+            self._snapshots.clear()
+        self.model.load_state_dict(target)
+        self._candidate = None
+        self._optimizer = self._make_optimizer()  # moments of a diverged run are poison
+        self._above = 0
+        self._few_valid = 0
+        self._pending_reward = None
+        log.warning("adaptation rolled back to the %s: %s", where, reason)
+        return StepResult("rolled_back", value, terms, valid_fraction, block, f"{reason}; restored the {where}")
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Back to the initial weights; counters of steps and rollbacks are kept."""
+        self.model.load_state_dict(self._initial)
+        self._optimizer = self._make_optimizer()
+        self._snapshots.clear()
+        self._candidate = None
+        self._losses.clear()
+        self._rewards = {name: 0.0 for name in self._blocks}
+        self._pending_reward = None
+        self._above = 0
+        self._few_valid = 0
+
+    @property
+    def running_median(self) -> float:
+        """Running median of recent losses (NaN before the first step)."""
+        return self._median()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for diagnostics."""
+        return {
+            "mode": self.config.mode,
+            "frames_seen": self.frames_seen,
+            "steps": self.steps,
+            "skipped": self.skipped,
+            "rollbacks": self.rollbacks,
+            "last_status": self.last.status,
+            "last_loss": self.last.loss,
+            "running_median_loss": self.running_median,
+            "block_rewards": dict(self._rewards),
+        }
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write the adapted weights atomically (safetensors) with adaptation metadata."""
+        meta = {
+            "adapted": {
+                "frames_adapted": self.steps,
+                "frames_seen": self.frames_seen,
+                "rollbacks": self.rollbacks,
+                "loss": self.last.loss if math.isfinite(self.last.loss) else None,
+                "running_median_loss": self.running_median if math.isfinite(self.running_median) else None,
+                "mode": self.config.mode,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **(extra or {}),
+            }
+        }
+        return save_weights(self.model, path, meta)
+
+
+def load_adapted_or_default(
+    adapted_path: str | Path | None, default_path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[StereoNet, dict[str, Any], str]:
+    """Resume from adapted weights when they load; otherwise fall back to the default ones.
+
+    Returns:
+        ``(model, metadata, source)`` with ``source`` ``"adapted"`` or ``"default"``; a corrupt or
+        mismatched adapted file logs a warning naming the problem and falls back.
+    """
+    if adapted_path is not None and Path(adapted_path).is_file():
+        try:
+            model, meta = load_model(adapted_path, device)
+            return model, meta, "adapted"
+        except (WeightsError, ValueError) as exc:
+            log.warning("ignoring adapted weights %s (%s); using the default weights", adapted_path, exc)
+    model, meta = load_model(default_path, device)
+    return model, meta, "default"
+
+
+class AdaptationWorker:
+    """Runs an :class:`OnlineAdapter` in a background thread, off the inference path.
+
+    The inference side calls :meth:`submit` with each new pair (the worker keeps only the newest:
+    older unprocessed pairs are dropped and counted) and :meth:`inference_model` to get the model to
+    run; after every successful step the worker copies the adapted weights into a spare inference
+    copy and swaps it in under a lock, so inference never sees a half-written model.
+
+    Args:
+        adapter: the adapter; its ``model`` is the training copy.
+        on_result: optional callback with every :class:`StepResult` (from the worker thread).
+    """
+
+    def __init__(self, adapter: OnlineAdapter, on_result: Callable[[StepResult], None] | None = None) -> None:
+        self.adapter = adapter
+        self.on_result = on_result
+        device = next(adapter.model.parameters()).device
+        self._buffers = [copy.deepcopy(adapter.model).eval() for _ in range(2)]
+        for b in self._buffers:
+            for p in b.parameters():
+                p.requires_grad_(False)
+        self._current = 0
+        self._in_use = [0, 0]
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._stop = False
+        self._busy = False
+        self._enabled = True
+        self.dropped = 0
+        self.published = 0
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._thread = threading.Thread(target=self._run, name="stereo_adaptation", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ inference side
+    def submit(self, left: torch.Tensor, right: torch.Tensor) -> None:
+        """Offer the newest pair ``(1, 3, H, W)`` each; replaces a pair not yet started."""
+        with self._cond:
+            if self._pending is not None:
+                self.dropped += 1
+            self._pending = (left.detach(), right.detach())
+            self._cond.notify()
+
+    def acquire(self) -> tuple[int, StereoNet]:
+        """The current inference model, marked in use; pair with :meth:`release`."""
+        with self._lock:
+            index = self._current
+            self._in_use[index] += 1
+            return index, self._buffers[index]
+
+    def release(self, index: int) -> None:
+        with self._lock:
+            self._in_use[index] -= 1
+
+    def set_enabled(self, enabled: bool) -> None:
+        with self._cond:
+            self._enabled = enabled
+            if not enabled:
+                self._pending = None
+
+    def reset(self) -> None:
+        """Reset the adapter to its initial weights and publish them."""
+        with self._cond:
+            self.adapter.reset()
+        self._publish()
+
+    # ------------------------------------------------------------------ worker side
+    def _publish(self) -> None:
+        with self._lock:
+            spare = 1 - self._current
+            if self._in_use[spare]:
+                return  # still used by a slow inference: publish on the next step instead
+        with torch.no_grad():
+            for dst, src in zip(self._buffers[spare].state_dict().values(), self.adapter.model.state_dict().values()):
+                dst.copy_(src)
+        if self._stream is not None:
+            self._stream.synchronize()
+        with self._lock:
+            self._current = spare
+            self.published += 1
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and (self._pending is None or not self._enabled):
+                    self._cond.wait()
+                if self._stop:
+                    return
+                left, right = self._pending
+                self._pending = None
+                self._busy = True
+            try:
+                if self._stream is not None:
+                    with torch.cuda.stream(self._stream):
+                        result = self.adapter.step(left, right)
+                else:
+                    result = self.adapter.step(left, right)
+                if result.status in ("adapted", "rolled_back"):
+                    self._publish()
+                if self.on_result is not None:
+                    self.on_result(result)
+            except Exception:  # never let a bad frame kill the worker; the node reports it
+                log.exception("adaptation step failed")
+            finally:
+                with self._lock:
+                    self._busy = False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread (the step in progress finishes first)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def idle(self) -> bool:
+        """True when no pair waits and no step runs (used by tests and shutdown)."""
+        with self._lock:
+            return self._pending is None and not self._busy

@@ -1,0 +1,171 @@
+import logging
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from stereo_depth_ros.core.adaptation import AdaptationConfig, AdaptationWorker, OnlineAdapter, load_adapted_or_default
+from stereo_depth_ros.core.network import StereoNet
+from stereo_depth_ros.core.network.estimator import image_to_tensor
+from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS, load_model
+from stereo_depth_ros.core.synthetic import generate_sequence
+
+H, W = 96, 160
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return [(image_to_tensor(f.left), image_to_tensor(f.right), f.disparity_left)
+            for f in generate_sequence(3, 16, W, H, "indoor")]
+
+
+def fresh(config: AdaptationConfig) -> OnlineAdapter:
+    model, _ = load_model(None)
+    return OnlineAdapter(model, config)
+
+
+def params_of(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def changed(before, model):
+    return {k for k, v in model.named_parameters() if not torch.equal(before[k], v.detach())}
+
+
+def test_config_rejects_bad_values():
+    for kwargs, message in [(dict(mode="half"), "mode"), (dict(learning_rate=0), "learning_rate"),
+                            (dict(adapt_every=0), "adapt_every"), (dict(jump_factor=1.0), "jump_factor"),
+                            (dict(min_valid_fraction=1.5), "min_valid_fraction"), (dict(optimizer="lbfgs"), "optimizer")]:
+        with pytest.raises(ValueError, match=message):
+            AdaptationConfig(**kwargs)
+
+
+def test_none_mode_and_adapt_every(frames):
+    adapter = fresh(AdaptationConfig(mode="none"))
+    before = params_of(adapter.model)
+    assert adapter.step(*frames[0][:2]).status == "disabled" and not changed(before, adapter.model)
+    adapter = fresh(AdaptationConfig(mode="full", adapt_every=2, learning_rate=1e-5))
+    statuses = [adapter.step(*f[:2]).status for f in frames[:4]]
+    assert statuses == ["adapted", "not_due", "adapted", "not_due"] and adapter.steps == 2
+
+
+def test_full_updates_everything_and_mad_one_block(frames):
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5))
+    before = params_of(adapter.model)
+    result = adapter.step(*frames[0][:2])
+    assert result.status == "adapted" and result.block == "all" and math.isfinite(result.loss)
+    assert set(result.terms) == {"photometric", "smoothness"} and 0 < result.valid_fraction <= 1
+    assert len(changed(before, adapter.model)) == len(before)
+
+    adapter = fresh(AdaptationConfig(mode="mad", learning_rate=1e-5))
+    for left, right, _ in frames[:3]:
+        before = params_of(adapter.model)
+        result = adapter.step(left, right)
+        block_names = {n for n, p in adapter.model.named_parameters()
+                       if any(p is q for q in adapter.model.block_parameters(result.block))}
+        assert result.status == "adapted" and changed(before, adapter.model) == block_names
+    assert all(math.isfinite(v) for v in adapter.stats()["block_rewards"].values())
+
+
+def test_left_right_consistency_term(frames):
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5, lr_consistency_weight=0.05))
+    result = adapter.step(*frames[0][:2])
+    assert {"lr_consistency", "photometric_right"} <= set(result.terms) and result.terms["lr_consistency"] >= 0
+
+
+def test_non_finite_and_few_valid_frames_are_skipped(frames):
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5))
+    left, right, _ = frames[0]
+    before = params_of(adapter.model)
+    bad = left.clone()
+    bad[..., 10:20, 10:20] = float("nan")
+    result = adapter.step(bad, right)
+    assert result.status == "skipped_non_finite" and not changed(before, adapter.model)
+    strict = fresh(AdaptationConfig(mode="full", learning_rate=1e-5, min_valid_fraction=0.9))
+    result = strict.step(left, left)  # identical views: the un-warped image already matches
+    assert result.status == "skipped_few_valid" and strict.skipped == 1
+
+
+def test_injected_divergence_is_rolled_back_within_ten_frames(frames):
+    config = AdaptationConfig(mode="full", learning_rate=1e-5, warmup_steps=3, snapshot_every=2)
+    adapter = fresh(config)
+    for left, right, _ in frames[:6]:
+        assert adapter.step(left, right).status == "adapted"
+    adapter.set_config(AdaptationConfig(**{**config.__dict__, "learning_rate": 1e-2}))  # x1000
+    statuses = [adapter.step(left, right).status for left, right, _ in frames[6:16]]
+    # Detected and rolled back within 10 frames of the first bad update.
+    assert "rolled_back" in statuses and adapter.rollbacks >= 1
+    assert all(torch.isfinite(p).all() for p in adapter.model.parameters())
+    # Back at the normal rate: damage left by the last high-rate steps is rolled back within
+    # `patience` frames, then adaptation carries on with most pixels usable again.
+    adapter.set_config(config)
+    results = [adapter.step(*frames[k][:2]) for k in range(config.patience + 2)]
+    assert results[-1].status == "adapted" and results[-1].valid_fraction > 0.5
+
+
+def test_corrupted_burst_is_rejected_and_depth_recovers(frames):
+    config = AdaptationConfig(mode="full", learning_rate=1e-5, warmup_steps=3, snapshot_every=2)
+    adapter = fresh(config)
+    for left, right, _ in frames[:6]:
+        adapter.step(left, right)
+    gen = torch.Generator().manual_seed(0)
+    burst = [adapter.step(torch.rand(1, 3, H, W, generator=gen), torch.rand(1, 3, H, W, generator=gen)).status for _ in range(5)]
+    assert set(burst) <= {"rolled_back", "skipped_few_valid", "adapted"} and "rolled_back" in burst
+    left, right, gt = frames[7]
+    with torch.no_grad():
+        epe_after = float(np.abs(adapter.model(left, right).disparity[0, 0].numpy() - gt).mean())
+    reference, _ = load_model(None)
+    with torch.no_grad():
+        epe_ref = float(np.abs(reference(left, right).disparity[0, 0].numpy() - gt).mean())
+    assert epe_after < 1.5 * epe_ref + 0.5
+
+
+def test_save_resume_and_fallback(tmp_path, frames, caplog):
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5))
+    for left, right, _ in frames[:2]:
+        adapter.step(left, right)
+    path = adapter.save(tmp_path / "adapted.safetensors")
+    model, meta, source = load_adapted_or_default(path)
+    assert source == "adapted" and meta["adapted"]["frames_adapted"] == 2 and meta["adapted"]["mode"] == "full"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), adapter.model.state_dict().values()))
+    path.write_bytes(b"garbage")
+    with caplog.at_level(logging.WARNING):
+        _, _, source = load_adapted_or_default(path)
+    assert source == "default" and "ignoring adapted weights" in caplog.text
+    _, _, source = load_adapted_or_default(tmp_path / "missing.safetensors")
+    assert source == "default"
+
+
+def test_reset_restores_initial_weights(frames):
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-4))
+    initial = params_of(adapter.model)
+    adapter.step(*frames[0][:2])
+    assert changed(initial, adapter.model)
+    adapter.reset()
+    assert not changed(initial, adapter.model)
+
+
+def test_worker_adapts_newest_frame_and_swaps_weights_atomically(frames):
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5))
+    results = []
+    worker = AdaptationWorker(adapter, on_result=results.append)
+    try:
+        for left, right, _ in frames:
+            worker.submit(left, right)  # faster than the worker: older pairs are dropped
+        deadline = time.time() + 60
+        while not worker.idle() and time.time() < deadline:
+            time.sleep(0.01)
+        assert worker.idle()
+        assert worker.dropped > 0 and len(results) + worker.dropped == len(frames)
+        assert worker.published == sum(r.status in ("adapted", "rolled_back") for r in results) >= 1
+        index, model = worker.acquire()
+        try:
+            for a, b in zip(model.state_dict().values(), adapter.model.state_dict().values()):
+                assert torch.equal(a, b)
+        finally:
+            worker.release(index)
+    finally:
+        worker.stop()
+    assert not worker._thread.is_alive()
