@@ -69,6 +69,32 @@ def test_full_updates_everything_and_mad_one_block(frames):
     assert all(math.isfinite(v) for v in adapter.stats()["block_rewards"].values())
 
 
+def test_census_image_loss(frames):
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5, image_loss="census"))
+    result = adapter.step(*frames[0][:2])
+    assert result.status == "adapted" and 0 < result.terms["photometric"] < 1
+
+
+def test_learning_rate_warms_up(frames):
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5, lr_warmup_steps=4))
+    rates = []
+    for left, right, _ in frames[:5]:
+        adapter.step(left, right)
+        rates.append(adapter._optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([2.5e-6, 5e-6, 7.5e-6, 1e-5, 1e-5])
+
+
+def test_runaway_disparity_is_caught_by_the_drift_guard(frames):
+    """A prediction that runs out of view trips the guard even when the loss looks fine."""
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-6, patience=2))
+    adapter.step(*frames[0][:2])
+    with torch.no_grad():  # sabotage: the last decoder now adds +60 px everywhere
+        adapter.model.decoders["level1"].head.bias += 30.0
+    statuses = [adapter.step(*f[:2]).status for f in frames[1:4]]
+    assert "rolled_back" in statuses
+    assert adapter.model.decoders["level1"].head.bias.abs().max() < 30
+
+
 def test_left_right_consistency_term(frames):
     adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5, lr_consistency_weight=0.05))
     result = adapter.step(*frames[0][:2])

@@ -105,3 +105,22 @@ def test_losses_pass_gradcheck():
 def test_rejects_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_census_error_ignores_gain_and_gamma_but_sees_shifts():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 3, 24, 32, generator=gen, dtype=torch.float64) * 0.8 + 0.1
+    assert L.census_error(x, x).abs().max() == 0
+    changed = (0.7 * x.pow(1.3) + 0.05).clamp(0, 1)  # gain, gamma and bias: ordering kept
+    shifted = torch.roll(x, 2, dims=-1)  # a real 2-pixel misalignment
+
+    def relative(loss):  # cost of the appearance change relative to the cost of the misalignment
+        return float(loss(changed, x).mean() / loss(shifted, x).mean())
+
+    assert relative(L.census_error) < 0.1  # measured 0.081
+    assert relative(L.census_error) < 0.6 * relative(L.photometric_error)  # SSIM + L1: 0.150
+    y = torch.rand(1, 1, 8, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    z = torch.rand(1, 1, 8, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: L.census_error(a, b, size=3), (y, z))
+    with pytest.raises(ValueError, match="odd window"):
+        L.census_error(x, x, size=4)

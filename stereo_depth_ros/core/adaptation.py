@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from .checks import check_positive, check_same_batch_and_size, check_tensor
-from .losses import edge_aware_smoothness, left_right_consistency, masked_mean, photometric_error
+from .losses import census_error, edge_aware_smoothness, left_right_consistency, masked_mean, photometric_error
 from .network.model import StereoNet
 from .network.weights import WeightsError, load_model, save_weights
 from .warping import warp_left_to_right, warp_right_to_left
@@ -59,8 +59,13 @@ class AdaptationConfig:
 
     Attributes:
         mode: ``"full"``, ``"mad"`` or ``"none"``.
+        image_loss: the reconstruction error: ``"ssim_l1"`` (``0.85 (1-SSIM)/2 + 0.15 L1``) or
+            ``"census"`` (soft ternary census, invariant to gain/gamma differences between views).
         optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9).
-        learning_rate: step size.
+        learning_rate: step size. Adam's first steps move every weight by about the learning rate
+            (sign descent), so online rates are far below training rates: 1e-4 broke the shipped
+            network in one step in our measurements, 1e-5 did not.
+        lr_warmup_steps: the rate ramps up linearly over this many steps.
         grad_clip: global gradient-norm clip (0 disables).
         adapt_every: adapt on every N-th frame offered.
         photometric_weight, smoothness_weight, lr_consistency_weight: loss weights
@@ -73,13 +78,19 @@ class AdaptationConfig:
         jump_factor: roll back at once when the loss exceeds this x the running median.
         rise_factor, patience: roll back after ``patience`` consecutive losses above
             ``rise_factor`` x the running median.
+        max_in_view_drop: roll back after ``patience`` frames whose share of pixels matched inside the
+            right image is this much (absolute) below its running median (disparities blowing up).
+        spread_band: roll back after ``patience`` frames whose disparity spread (std / mean) is
+            outside ``[median / band, median * band]`` (flat-depth drift, or noise).
         snapshot_every, snapshot_ring: keep a snapshot of good weights every N steps, at most M.
         mad_temperature, mad_reward_decay: block sampling softmax temperature and reward decay.
     """
 
     mode: Mode = "mad"
+    image_loss: Literal["ssim_l1", "census"] = "ssim_l1"
     optimizer: Literal["adam", "sgd"] = "adam"
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-5
+    lr_warmup_steps: int = 20
     grad_clip: float = 1.0
     adapt_every: int = 1
     photometric_weight: float = 1.0
@@ -92,6 +103,8 @@ class AdaptationConfig:
     jump_factor: float = 2.5
     rise_factor: float = 1.5
     patience: int = 4
+    max_in_view_drop: float = 0.15
+    spread_band: float = 2.0
     snapshot_every: int = 10
     snapshot_ring: int = 3
     mad_temperature: float = 0.01
@@ -100,12 +113,16 @@ class AdaptationConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("full", "mad", "none"):
             raise ValueError(f"mode: expected 'full', 'mad' or 'none', got {self.mode!r}")
+        if self.image_loss not in ("ssim_l1", "census"):
+            raise ValueError(f"image_loss: expected 'ssim_l1' or 'census', got {self.image_loss!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {self.optimizer!r}")
         check_positive(self.learning_rate, "learning_rate")
         check_positive(self.grad_clip, "grad_clip", allow_zero=True)
         for name in ("photometric_weight", "smoothness_weight", "lr_consistency_weight"):
             check_positive(getattr(self, name), name, allow_zero=True)
+        if int(self.lr_warmup_steps) < 0:
+            raise ValueError(f"lr_warmup_steps: expected an integer >= 0, got {self.lr_warmup_steps}")
         for name in ("adapt_every", "median_window", "patience", "snapshot_every", "snapshot_ring"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
@@ -114,6 +131,10 @@ class AdaptationConfig:
         if self.jump_factor <= 1 or self.rise_factor <= 1:
             raise ValueError(f"jump_factor and rise_factor: expected > 1, got {self.jump_factor}, {self.rise_factor}")
         check_positive(self.mad_temperature, "mad_temperature")
+        if not 0.0 < self.max_in_view_drop < 1.0:
+            raise ValueError(f"max_in_view_drop: expected a fraction in (0, 1), got {self.max_in_view_drop}")
+        if self.spread_band <= 1.0:
+            raise ValueError(f"spread_band: expected > 1, got {self.spread_band}")
         if not 0.0 <= self.mad_reward_decay < 1.0:
             raise ValueError(f"mad_reward_decay: expected a value in [0, 1), got {self.mad_reward_decay}")
 
@@ -170,6 +191,12 @@ class OnlineAdapter:
         self._pending_reward: tuple[str, float] | None = None
         self._above = 0
         self._few_valid = 0
+        self._drifting = 0
+        self._since_reset = 0
+        self._in_view = math.nan
+        self._spread = math.nan
+        self._in_view_history: deque[float] = deque(maxlen=self.config.median_window)
+        self._spread_history: deque[float] = deque(maxlen=self.config.median_window)
         self._recent_rollbacks: deque[int] = deque(maxlen=3)
         self.frames_seen = 0
         self.steps = 0
@@ -199,13 +226,25 @@ class OnlineAdapter:
 
     # ------------------------------------------------------------------ loss
     def compute_loss(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], float]:
+        """See :meth:`_loss`; also records the prediction's statistics for the drift guards."""
+        loss, terms, valid_fraction, disp = self._loss(left, right)
+        with torch.no_grad():
+            width = disp.shape[-1]
+            u = torch.arange(width, device=disp.device, dtype=disp.dtype).view(1, 1, 1, width)
+            self._in_view = float(((u - disp) >= 0).float().mean())
+            self._spread = float(disp.std() / disp.mean().clamp(min=1e-3))
+        return loss, terms, valid_fraction
+
+    def _loss(
+        self, left: torch.Tensor, right: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float], float, torch.Tensor]:
         """The self-supervised loss on one pair (graph kept for backward).
 
         Args:
             left, right: ``(B, 3, H, W)`` rectified images in ``[0, 1]``.
 
         Returns:
-            ``(loss, terms, valid_fraction)``.
+            ``(loss, terms, valid_fraction, disparity)``.
         """
         c = self.config
         batch = left.shape[0]
@@ -217,12 +256,13 @@ class OnlineAdapter:
         # Every pixel enters the photometric term (border padding for samples outside the right
         # image): averaging over in-view pixels only lets the network lower the loss by pushing
         # disparities out of view, which is how full adaptation diverged in our first runs.
+        image_error = census_error if c.image_loss == "census" else photometric_error
         recon, _ = warp_right_to_left(right, disp, padding_mode="border")
-        error = photometric_error(recon, left)
+        error = image_error(recon, left)
         mask = torch.ones_like(error, dtype=torch.bool)
         if c.automask:
             with torch.no_grad():
-                identity = photometric_error(right, left)
+                identity = image_error(right, left)
             mask = error.detach() < identity
         valid_fraction = float(mask.float().mean())
         photo = masked_mean(error, mask)
@@ -231,12 +271,12 @@ class OnlineAdapter:
         terms = {"photometric": float(photo.detach()), "smoothness": float(smooth.detach())}
         if disp_right is not None:
             recon_r, _ = warp_left_to_right(left, disp_right, padding_mode="border")
-            photo_r = masked_mean(photometric_error(recon_r, right))
+            photo_r = masked_mean(image_error(recon_r, right))
             consistency = masked_mean(left_right_consistency(disp, disp_right))
             loss = loss + c.photometric_weight * photo_r + c.lr_consistency_weight * consistency
             terms["photometric_right"] = float(photo_r.detach())
             terms["lr_consistency"] = float(consistency.detach())
-        return loss, terms, valid_fraction
+        return loss, terms, valid_fraction, disp.detach()
 
     # ------------------------------------------------------------------ step
     def _choose_block(self) -> str:
@@ -245,6 +285,22 @@ class OnlineAdapter:
         p = np.exp(logits)
         p /= p.sum()
         return str(self._rng.choice(self._blocks, p=p))
+
+    def _drift_reason(self) -> str:
+        c = self.config
+        if not self._in_view_history:
+            # The first frame is predicted with the initial weights: it is the reference, so a
+            # divergence in the very first steps is caught too.
+            self._in_view_history.append(self._in_view)
+            self._spread_history.append(self._spread)
+            return ""
+        in_view = float(np.median(self._in_view_history))
+        spread = float(np.median(self._spread_history))
+        if self._in_view < in_view - c.max_in_view_drop:
+            return f"in-view share {self._in_view:.2f} fell below its median {in_view:.2f} - {c.max_in_view_drop}"
+        if not spread / c.spread_band <= self._spread <= spread * c.spread_band:
+            return f"disparity spread {self._spread:.3f} left [{spread / c.spread_band:.3f}, {spread * c.spread_band:.3f}]"
+        return ""
 
     def _median(self) -> float:
         return float(np.median(self._losses)) if self._losses else math.nan
@@ -312,6 +368,15 @@ class OnlineAdapter:
                                       f"loss above {c.rise_factor} x median {median:.4f} for {self._above} steps")
         else:
             self._above = 0
+        # Guards on the prediction itself: the photometric loss can stay flat while the disparity
+        # runs away (out of view) or flattens, which is how full adaptation failed without them.
+        drift = self._drift_reason()
+        if drift:
+            self._drifting += 1
+            if self._drifting >= c.patience:
+                return self._rollback(value, terms, valid_fraction, block, drift)
+        else:
+            self._drifting = 0
         if valid_fraction < c.min_valid_fraction:
             # A diverged network reconstructs so badly that auto-masking rejects nearly every pixel;
             # skipping alone would keep the diverged weights forever, so a run of such frames after
@@ -342,11 +407,18 @@ class OnlineAdapter:
             return StepResult("skipped_non_finite", value, terms, valid_fraction, block, "gradients are not finite")
         if c.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+        ramp = min(1.0, (self._since_reset + 1) / c.lr_warmup_steps) if c.lr_warmup_steps else 1.0
+        for group in self._optimizer.param_groups:
+            group["lr"] = c.learning_rate * ramp
         self._optimizer.step()
+        self._since_reset += 1
         self._optimizer.zero_grad(set_to_none=True)
         if not all(bool(torch.isfinite(p).all()) for p in params):
             return self._rollback(value, terms, valid_fraction, block, "weights became non-finite")
         self._losses.append(value)
+        if not self._drifting:
+            self._in_view_history.append(self._in_view)
+            self._spread_history.append(self._spread)
         self.steps += 1
         if c.mode == "mad":
             self._pending_reward = (block, value)
@@ -366,8 +438,10 @@ class OnlineAdapter:
         self.model.load_state_dict(target)
         self._candidate = None
         self._optimizer = self._make_optimizer()  # moments of a diverged run are poison
+        self._since_reset = 0
         self._above = 0
         self._few_valid = 0
+        self._drifting = 0
         self._pending_reward = None
         log.warning("adaptation rolled back to the %s: %s", where, reason)
         return StepResult("rolled_back", value, terms, valid_fraction, block, f"{reason}; restored the {where}")
@@ -384,6 +458,10 @@ class OnlineAdapter:
         self._pending_reward = None
         self._above = 0
         self._few_valid = 0
+        self._drifting = 0
+        self._since_reset = 0
+        self._in_view_history.clear()
+        self._spread_history.clear()
 
     @property
     def running_median(self) -> float:

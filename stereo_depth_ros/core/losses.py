@@ -16,6 +16,7 @@ from .warping import warp_right_to_left
 __all__ = [
     "ssim",
     "photometric_error",
+    "census_error",
     "huber",
     "edge_aware_smoothness",
     "left_right_consistency",
@@ -70,6 +71,38 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0
     l1 = (pred - target).abs()
     error = alpha * ((1 - s) / 2).clamp(0, 1) + (1 - alpha) * l1
     return error.mean(dim=1, keepdim=True)
+
+
+def _ternary_transform(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Soft census signature ``(B, size*size, H, W)``: ``d / sqrt(0.81 + d^2)`` with ``d`` the
+    difference of each neighbour to the centre (grey levels, replicate padding)."""
+    grey = image.mean(dim=1, keepdim=True)
+    padded = F.pad(grey, [size // 2] * 4, mode="replicate")
+    patches = F.unfold(padded, size).view(grey.shape[0], size * size, *grey.shape[-2:])
+    d = patches - grey
+    return d / torch.sqrt(0.81 + d * d)
+
+
+def census_error(pred: torch.Tensor, target: torch.Tensor, size: int = 7) -> torch.Tensor:
+    """Soft ternary census distance (UnFlow / DDFlow style), invariant to gain, bias and
+    gamma differences between the images because it only compares each pixel to its neighbours.
+
+    ``mean_k (t_a - t_b)^2 / (0.1 + (t_a - t_b)^2)`` over the ``size x size`` neighbourhood.
+
+    Args:
+        pred, target: ``(B, C, H, W)`` images in ``[0, 1]``.
+        size: odd window size in pixels.
+
+    Returns:
+        ``(B, 1, H, W)`` error in ``[0, 1)``, 0 for identical images.
+    """
+    check_tensor(pred, "pred", ("B", "C", "H", "W"))
+    check_tensor(target, "target", ("B", "C", "H", "W"))
+    check_same_batch_and_size(pred, "pred", target, "target")
+    if int(size) != size or size < 3 or size % 2 == 0:
+        raise ValueError(f"size: expected an odd window of at least 3 pixels, got {size}")
+    difference = (_ternary_transform(pred, size) - _ternary_transform(target, size)) ** 2
+    return (difference / (0.1 + difference)).mean(dim=1, keepdim=True)
 
 
 def huber(residual: torch.Tensor, delta: float = 1.0) -> torch.Tensor:

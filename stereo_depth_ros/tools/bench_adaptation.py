@@ -1,0 +1,120 @@
+"""Measure online adaptation: EPE curves per mode on an unseen domain, forgetting, step time.
+
+    python -m stereo_depth_ros.tools.bench_adaptation [--frames 300] [--size 320x240] [--domain outdoor]
+
+For each mode (``none``, ``full``, ``mad``) a fresh copy of the shipped network runs over the same
+synthetic sequence: each frame is first predicted with the current weights (the depth the node
+would publish, scored against ground truth) and then offered to the adapter. Afterwards the adapted
+network is scored on the training domain's test split (forgetting). Prints a Markdown table and
+writes JSON with every per-frame curve. Figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..core.adaptation import AdaptationConfig, OnlineAdapter
+from ..core.network.estimator import image_to_tensor
+from ..core.network.weights import load_model
+from ..core.synthetic import generate_sample, generate_sequence, split_seeds
+
+
+def _epe(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, gt: np.ndarray) -> float:
+    with torch.no_grad():
+        pred = model(left, right).disparity[0, 0].numpy()
+    return float(np.abs(pred - gt).mean())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--size", default="320x240")
+    p.add_argument("--domain", default="outdoor")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--modes", nargs="+", default=["none", "full", "mad"])
+    p.add_argument("--lr", type=float, default=AdaptationConfig().learning_rate)
+    p.add_argument("--forgetting-samples", type=int, default=10)
+    p.add_argument("--step-time-sizes", nargs="*", default=["320x240", "640x480"])
+    p.add_argument("--weights", default=None)
+    p.add_argument("--output", type=Path, default=Path("bench_adaptation.json"))
+    args = p.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+
+    print(f"[bench] rendering {args.frames} frames of an unseen-domain sequence ({args.domain}, {width}x{height})", file=sys.stderr)
+    frames = [(image_to_tensor(f.left), image_to_tensor(f.right), f.disparity_left)
+              for f in generate_sequence(args.seed, args.frames, width, height, args.domain)]
+    home = [(image_to_tensor(s.left), image_to_tensor(s.right), s.disparity_left)
+            for s in (generate_sample(seed, width, height, "indoor") for seed in split_seeds("test", args.forgetting_samples))]
+    base_config = AdaptationConfig(learning_rate=args.lr)
+    results: dict[str, dict] = {}
+    for mode in args.modes:
+        model, _ = load_model(args.weights)
+        adapter = OnlineAdapter(model, replace(base_config, mode=mode))
+        home_before = float(np.mean([_epe(model, *h) for h in home]))
+        curve, losses, seconds = [], [], []
+        start = time.time()
+        for k, (left, right, gt) in enumerate(frames):
+            curve.append(_epe(model, left, right, gt))
+            result = adapter.step(left, right)
+            losses.append(result.loss)
+            seconds.append(result.seconds)
+            if (k + 1) % 50 == 0:
+                print(f"[bench] {mode}: frame {k + 1}/{len(frames)}, EPE {np.mean(curve[-50:]):.3f} px, "
+                      f"rollbacks {adapter.rollbacks}", file=sys.stderr)
+        home_after = float(np.mean([_epe(model, *h) for h in home]))
+        n = max(1, len(curve) // 6)
+        results[mode] = {
+            "epe_curve": curve, "loss_curve": losses, "epe_first": float(np.mean(curve[:n])),
+            "epe_last": float(np.mean(curve[-n:])), "epe_mean": float(np.mean(curve)),
+            "home_epe_before": home_before, "home_epe_after": home_after,
+            "steps": adapter.steps, "skipped": adapter.skipped, "rollbacks": adapter.rollbacks,
+            "step_seconds_median": float(np.median([s for s in seconds if s > 0] or [0.0])),
+            "wall_seconds": time.time() - start,
+        }
+    step_times = {}
+    for size in args.step_time_sizes:
+        w, h = (int(v) for v in size.lower().split("x"))
+        s = generate_sample(1, w, h, args.domain)
+        left, right = image_to_tensor(s.left), image_to_tensor(s.right)
+        for mode in ("full", "mad"):
+            model, _ = load_model(args.weights)
+            adapter = OnlineAdapter(model, replace(base_config, mode=mode))
+            times = [adapter.step(left, right).seconds for _ in range(6)][1:]
+            step_times[f"{mode}@{size}"] = 1000 * float(np.median(times))
+        model, _ = load_model(args.weights)
+        with torch.no_grad():
+            model(left, right)
+            t0 = time.perf_counter()
+            for _ in range(3):
+                model(left, right)
+        step_times[f"inference@{size}"] = 1000 * (time.perf_counter() - t0) / 3
+
+    reference = results.get("none")
+    lines = ["| mode | EPE first 1/6 | EPE last 1/6 | change vs none (last 1/6) | training-domain EPE before -> after | steps | rollbacks | step ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for mode, r in results.items():
+        change = (100 * (r["epe_last"] / reference["epe_last"] - 1)) if reference else float("nan")
+        lines.append(f"| {mode} | {r['epe_first']:.3f} | {r['epe_last']:.3f} | {change:+.1f}% | "
+                     f"{r['home_epe_before']:.3f} -> {r['home_epe_after']:.3f} | {r['steps']} | {r['rollbacks']} | "
+                     f"{1000 * r['step_seconds_median']:.0f} |")
+    lines.append("")
+    lines.append("| step | " + " | ".join(step_times) + " |")
+    lines.append("|---|" + "---|" * len(step_times))
+    lines.append("| median ms (CPU, %d threads) | " % torch.get_num_threads() + " | ".join(f"{v:.0f}" for v in step_times.values()) + " |")
+    print("\n".join(lines))
+    args.output.write_text(json.dumps({"config": vars(args) | {"output": str(args.output)}, "modes": results,
+                                       "step_ms": step_times}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
