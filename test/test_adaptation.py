@@ -75,6 +75,12 @@ def test_census_image_loss(frames):
     assert result.status == "adapted" and 0 < result.terms["photometric"] < 1
 
 
+def test_multiscale_term(frames):
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5, multiscale=True))
+    result = adapter.step(*frames[0][:2])
+    assert result.status == "adapted" and result.terms["photometric_multiscale"] > 0
+
+
 def test_learning_rate_warms_up(frames):
     adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5, lr_warmup_steps=4))
     rates = []

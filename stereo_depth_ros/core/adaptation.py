@@ -27,6 +27,7 @@ atomically.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -35,7 +36,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -70,6 +71,8 @@ class AdaptationConfig:
         adapt_every: adapt on every N-th frame offered.
         photometric_weight, smoothness_weight, lr_consistency_weight: loss weights
             (left-right consistency needs a second, mirrored prediction: 0 skips it).
+        multiscale: add the reconstruction error of every pyramid level's disparity on images
+            downsampled to that level (MADNet): coarse levels see large errors as sub-pixel ones.
         automask: ignore pixels whose un-warped photometric error is already lower (static scenes,
             textureless regions).
         min_valid_fraction: skip the step when fewer pixels than this are usable.
@@ -97,6 +100,7 @@ class AdaptationConfig:
     smoothness_weight: float = 0.01
     lr_consistency_weight: float = 0.0
     automask: bool = True
+    multiscale: bool = False
     min_valid_fraction: float = 0.2
     median_window: int = 50
     warmup_steps: int = 5
@@ -252,7 +256,8 @@ class OnlineAdapter:
             both = self.model(torch.cat([left, torch.flip(right, [-1])]), torch.cat([right, torch.flip(left, [-1])])).disparity
             disp, disp_right = both[:batch], torch.flip(both[batch:], [-1])
         else:
-            disp, disp_right = self.model(left, right).disparity, None
+            output = self.model(left, right)
+            disp, disp_right = output.disparity, None
         # Every pixel enters the photometric term (border padding for samples outside the right
         # image): averaging over in-view pixels only lets the network lower the loss by pushing
         # disparities out of view, which is how full adaptation diverged in our first runs.
@@ -269,6 +274,10 @@ class OnlineAdapter:
         smooth = edge_aware_smoothness(disp, left).mean()
         loss = c.photometric_weight * photo + c.smoothness_weight * smooth
         terms = {"photometric": float(photo.detach()), "smoothness": float(smooth.detach())}
+        if c.multiscale and disp_right is None:
+            coarse = self._multiscale_error(output, left, right, image_error)
+            loss = loss + c.photometric_weight * coarse
+            terms["photometric_multiscale"] = float(coarse.detach())
         if disp_right is not None:
             recon_r, _ = warp_left_to_right(left, disp_right, padding_mode="border")
             photo_r = masked_mean(image_error(recon_r, right))
@@ -277,6 +286,25 @@ class OnlineAdapter:
             terms["photometric_right"] = float(photo_r.detach())
             terms["lr_consistency"] = float(consistency.detach())
         return loss, terms, valid_fraction, disp.detach()
+
+    @staticmethod
+    def _multiscale_error(output: Any, left: torch.Tensor, right: torch.Tensor, image_error: Callable) -> torch.Tensor:
+        """Mean reconstruction error over the pyramid levels, each at its own resolution."""
+        height, width = left.shape[-2:]
+        padded_h, padded_w = output.padded_size
+        pad = (0, padded_w - width, 0, padded_h - height)
+        left_p = torch.nn.functional.pad(left, pad, mode="replicate")
+        right_p = torch.nn.functional.pad(right, pad, mode="replicate")
+        errors = []
+        for level, disparity in output.levels.items():
+            if level > 4:  # 1/32 and 1/64 images are too small for 3x3 (or 7x7) windows
+                continue
+            factor = 2**level
+            left_l = torch.nn.functional.avg_pool2d(left_p, factor)
+            right_l = torch.nn.functional.avg_pool2d(right_p, factor)
+            recon, _ = warp_right_to_left(right_l, disparity.to(right_l.dtype), padding_mode="border")
+            errors.append(image_error(recon, left_l).mean())
+        return torch.stack(errors).mean()
 
     # ------------------------------------------------------------------ step
     def _choose_block(self) -> str:
@@ -544,6 +572,8 @@ class AdaptationWorker:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending_config: AdaptationConfig | None = None
+        self._step_lock = threading.Lock()
         self._stop = False
         self._busy = False
         self._enabled = True
@@ -579,11 +609,22 @@ class AdaptationWorker:
             if not enabled:
                 self._pending = None
 
+    def update_config(self, config: AdaptationConfig) -> None:
+        """New settings, applied by the worker between steps (never in the middle of one)."""
+        with self._cond:
+            self._pending_config = config
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the worker between steps (to save or reset consistent weights)."""
+        with self._step_lock:
+            yield
+
     def reset(self) -> None:
         """Reset the adapter to its initial weights and publish them."""
-        with self._cond:
+        with self._step_lock:
             self.adapter.reset()
-        self._publish()
+            self._publish()
 
     # ------------------------------------------------------------------ worker side
     def _publish(self) -> None:
@@ -609,15 +650,19 @@ class AdaptationWorker:
                     return
                 left, right = self._pending
                 self._pending = None
+                config, self._pending_config = self._pending_config, None
                 self._busy = True
             try:
-                if self._stream is not None:
-                    with torch.cuda.stream(self._stream):
+                with self._step_lock:
+                    if config is not None:
+                        self.adapter.set_config(config)
+                    if self._stream is not None:
+                        with torch.cuda.stream(self._stream):
+                            result = self.adapter.step(left, right)
+                    else:
                         result = self.adapter.step(left, right)
-                else:
-                    result = self.adapter.step(left, right)
-                if result.status in ("adapted", "rolled_back"):
-                    self._publish()
+                    if result.status in ("adapted", "rolled_back"):
+                        self._publish()
                 if self.on_result is not None:
                     self.on_result(result)
             except Exception:  # never let a bad frame kill the worker; the node reports it
