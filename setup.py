@@ -26,6 +26,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "stereo_depth_node = stereo_depth_ros.ros.node:main",
             "stereo_depth_demo = stereo_depth_ros.tools.demo:main",
             "stereo_depth_train = stereo_depth_ros.tools.train:main",
             "stereo_depth_evaluate = stereo_depth_ros.tools.evaluate:main",

@@ -1,0 +1,505 @@
+"""StereoDepthNode: synchronised stereo in; depth, disparity, point cloud and diagnostics out.
+
+Thin glue: the subscription callback only stores the newest synchronised set (an older one not yet
+started is dropped and counted, so latency never grows with a backlog); a processing thread
+decodes, validates, runs the core (network, validity masks, depth, point cloud) and publishes;
+online adaptation runs in its own worker thread (:class:`~stereo_depth_ros.core.adaptation.AdaptationWorker`).
+Bad input never stops the node: the frame is skipped with a throttled log line naming the problem,
+counted, and reported on ``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_srvs.srv import SetBool, Trigger
+from stereo_msgs.msg import DisparityImage
+
+from ..core import pointcloud
+from ..core.adaptation import AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default
+from ..core.camera import StereoCamera
+from ..core.masks import compute_validity
+from ..core.network.estimator import image_to_tensor
+from ..core.network.weights import DEFAULT_WEIGHTS
+from .conversions import (
+    ConversionError,
+    camera_from_info,
+    camera_info_msg,
+    depth_image_msg,
+    disparity_image_msg,
+    image_to_rgb_float,
+    numpy_to_image,
+    pointcloud2_msg,
+)
+from .params import NodeConfig, config_from_values, declare_parameters, validate_values
+from .params import PARAMS as PARAM_SPECS
+from .sync import StereoSubscriber
+
+__all__ = ["StereoDepthNode", "FrameRejected", "main"]
+
+
+class FrameRejected(ValueError):
+    """A synchronised set the node will not process; ``key`` groups the counters."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass
+class _Frame:
+    left: Image
+    right: Image
+    left_info: CameraInfo
+    right_info: CameraInfo
+    received: float
+
+
+@dataclass
+class _Stats:
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+    rejected: collections.Counter = field(default_factory=collections.Counter)
+    last_rejection: str = ""
+    last_rejection_time: float = 0.0
+    last_input_time: float = 0.0
+    last_output_time: float = 0.0
+    latencies_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+    processing_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+    valid_ratio: float = float("nan")
+    photometric_error: float = float("nan")
+    icp_rmse: float = float("nan")
+    icp_fitness: float = float("nan")
+    input_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
+    output_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
+
+
+def _stamp_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def _rate(times: collections.deque, now: float, window: float = 5.0) -> float:
+    recent = [t for t in times if now - t <= window]
+    if len(recent) < 2:
+        return 0.0
+    return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+class StereoDepthNode(Node):
+    """The stereo depth node (see the module docstring and the README's interface table)."""
+
+    def __init__(self, node_name: str = "stereo_depth", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.config: NodeConfig = declare_parameters(self)
+        self._param_names = {p.name for p in PARAM_SPECS}
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.device = resolve_device(self.config.device)
+        adapted = self.config.adaptation_weights_path or None
+        model, meta, source = load_adapted_or_default(
+            adapted if self.config.adaptation_resume else None, self.config.weights or None, self.device
+        )
+        self.model_source = f"{source}: {adapted if source == 'adapted' else (self.config.weights or DEFAULT_WEIGHTS)}"
+        self.model_meta = meta
+        self.max_disparity = float(model.config.max_disparity)
+        self.adapter = OnlineAdapter(model, self.config.adaptation())
+        self.worker = AdaptationWorker(self.adapter, on_result=self._on_adaptation)
+        self.worker.set_enabled(self.config.adaptation_enabled and self.config.adaptation_mode != "none")
+        self._adapt_lock = threading.Lock()
+        self._last_adaptation: StepResult | None = None
+        self._last_save = time.monotonic()
+
+        out_qos = QoSProfile(depth=self.config.output_qos_depth, reliability=QoSReliabilityPolicy.RELIABLE)
+        overrides = QoSOverridingOptions.with_default_policies()
+        pub = lambda t, n: self.create_publisher(t, n, out_qos, qos_overriding_options=overrides)  # noqa: E731
+        self.pub_depth = pub(Image, "depth/image")
+        self.pub_depth_mm = pub(Image, "depth/image_mm")
+        self.pub_depth_info = pub(CameraInfo, "depth/camera_info")
+        self.pub_disparity = pub(DisparityImage, "disparity")
+        self.pub_points = pub(PointCloud2, "points2")
+        self.pub_confidence = pub(Image, "confidence")
+        self.pub_error = pub(Image, "reconstruction_error")
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        if self.config.sensor_qos == "sensor_data":
+            in_qos = qos_profile_sensor_data
+        else:
+            in_qos = QoSProfile(depth=self.config.queue_size, reliability=QoSReliabilityPolicy.RELIABLE)
+        self.subscriber = StereoSubscriber(
+            self, self._on_stereo, qos=in_qos, queue_size=self.config.queue_size,
+            approximate=self.config.approximate_sync, slop=self.config.slop,
+        )
+
+        self.create_service(Trigger, "~/reset_adaptation", self._srv_reset)
+        self.create_service(Trigger, "~/save_weights", self._srv_save)
+        self.create_service(SetBool, "~/enable_adaptation", self._srv_enable)
+
+        self.stats = _Stats()
+        self._started = time.monotonic()
+        self._last_stamp_ns: int | None = None
+        self._sync_late_seen = 0
+        self._slot: _Frame | None = None
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._process_loop, name="stereo_depth_processing", daemon=True)
+        self._thread.start()
+        self.create_timer(self.config.diagnostics_period, self._publish_diagnostics)
+        self.get_logger().info(
+            f"ready on {self.device} with {self.model_source}; adaptation "
+            f"{'on' if self.config.adaptation_enabled else 'off'} ({self.config.adaptation_mode}); "
+            f"sync {self.subscriber.backend} {'approximate' if self.config.approximate_sync else 'exact'}"
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def _current_values(self) -> dict[str, Any]:
+        return {p.name: self.get_parameter(p.name).value for p in PARAM_SPECS}
+
+    def _validate_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
+        values = self._current_values()
+        for p in params:
+            values[p.name] = p.value
+        problems = validate_values(values)
+        return SetParametersResult(successful=not problems, reason="; ".join(problems))
+
+    def _apply_parameters(self, params: Sequence[Parameter]) -> None:
+        ours = [p for p in params if p.name in self._param_names]
+        if not ours:
+            return  # e.g. qos_overrides.* declared by the publishers
+        self.config = config_from_values(self._current_values())
+        self.worker.update_config(self.config.adaptation())
+        self.worker.set_enabled(self.config.adaptation_enabled and self.config.adaptation_mode != "none")
+        self.get_logger().info("parameters updated: " + ", ".join(f"{p.name}={p.value}" for p in ours))
+
+    # ------------------------------------------------------------------ input
+    def _on_stereo(self, left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo) -> None:
+        now = time.monotonic()
+        with self._cond:
+            if self._slot is not None:
+                self.stats.dropped += 1  # the worker is busy: only the newest set is kept
+            self._slot = _Frame(left, right, left_info, right_info, now)
+            self.stats.received += 1
+            self.stats.last_input_time = now
+            self.stats.input_times.append(now)
+            self._cond.notify()
+
+    def _process_loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._slot is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                frame, self._slot = self._slot, None
+            try:
+                self._process(frame)
+            except FrameRejected as exc:
+                self._reject(exc.key, str(exc))
+            except (ConversionError, ValueError) as exc:
+                self._reject("invalid_input", str(exc))
+            except Exception as exc:  # the node never dies on a frame
+                self._reject("internal_error", f"{type(exc).__name__}: {exc}")
+                self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=5.0)
+
+    def _reject(self, key: str, message: str) -> None:
+        self.stats.rejected[key] += 1
+        self.stats.last_rejection = message
+        self.stats.last_rejection_time = time.monotonic()
+        self.get_logger().warning(f"skipping frame: {message}", throttle_duration_sec=2.0)
+
+    # ------------------------------------------------------------------ processing
+    def _check_frame(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray, StereoCamera]:
+        c = self.config
+        for msg, side in ((frame.left, "left"), (frame.right, "right")):
+            if msg.width > c.max_image_width or msg.height > c.max_image_height:
+                raise FrameRejected("too_large", f"{side} image {msg.width}x{msg.height} exceeds the configured "
+                                                 f"maximum {c.max_image_width}x{c.max_image_height}")
+        if (frame.left.width, frame.left.height) != (frame.right.width, frame.right.height):
+            raise FrameRejected("size_mismatch", f"left {frame.left.width}x{frame.left.height} and right "
+                                                 f"{frame.right.width}x{frame.right.height} images differ in size")
+        stamp = _stamp_ns(frame.left)
+        if self._last_stamp_ns is not None and stamp <= self._last_stamp_ns:
+            kind = "duplicate" if stamp == self._last_stamp_ns else "non-monotonic"
+            raise FrameRejected("bad_stamp", f"{kind} stamp {stamp * 1e-9:.9f} s (last processed "
+                                             f"{self._last_stamp_ns * 1e-9:.9f} s)")
+        for info, side in ((frame.left_info, "left"), (frame.right_info, "right")):
+            age = abs(stamp - _stamp_ns(info)) * 1e-9
+            if age > c.camera_info_timeout:
+                raise FrameRejected("stale_camera_info", f"{side} camera_info is {age:.3f} s away from its image "
+                                                         f"(camera_info_timeout {c.camera_info_timeout} s)")
+            if (info.width, info.height) != (frame.left.width, frame.left.height):
+                raise FrameRejected("camera_info_mismatch", f"{side} camera_info is {info.width}x{info.height} but "
+                                                            f"the images are {frame.left.width}x{frame.left.height}")
+        try:
+            camera = camera_from_info(frame.left_info, frame.right_info)
+        except ValueError as exc:
+            raise FrameRejected("bad_camera_info", f"camera_info rejected: {exc}") from exc
+        left = image_to_rgb_float(frame.left)
+        right = image_to_rgb_float(frame.right)
+        self._last_stamp_ns = stamp
+        return left, right, camera
+
+    def _predict(self, left_t: torch.Tensor, right_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left and right disparity at the input size; the network may run at the inference size."""
+        c = self.config
+        height, width = left_t.shape[-2:]
+        size = (c.inference_height, c.inference_width) if c.inference_width else (height, width)
+        if size != (height, width):
+            lt = torch.nn.functional.interpolate(left_t, size=size, mode="bilinear", align_corners=False, antialias=True)
+            rt = torch.nn.functional.interpolate(right_t, size=size, mode="bilinear", align_corners=False, antialias=True)
+        else:
+            lt, rt = left_t, right_t
+        index, model = self.worker.acquire()
+        try:
+            with torch.inference_mode():
+                both = model(torch.cat([lt, torch.flip(rt, [-1])]), torch.cat([rt, torch.flip(lt, [-1])])).disparity
+        finally:
+            self.worker.release(index)
+        disp_l, disp_r = both[:1], torch.flip(both[1:], [-1])
+        if size != (height, width):
+            scale = width / size[1]
+            disp_l = torch.nn.functional.interpolate(disp_l, size=(height, width), mode="bilinear", align_corners=False) * scale
+            disp_r = torch.nn.functional.interpolate(disp_r, size=(height, width), mode="bilinear", align_corners=False) * scale
+        return disp_l, disp_r
+
+    def _process(self, frame: _Frame) -> None:
+        start = time.monotonic()
+        c = self.config
+        left, right, camera = self._check_frame(frame)
+        left_t = image_to_tensor(left, self.device)
+        right_t = image_to_tensor(right, self.device)
+        disp_l, disp_r = self._predict(left_t, right_t)
+        validity = compute_validity(disp_l, camera.fx, camera.baseline, left_t, right_t, disp_r, c.validity())
+        mask = validity.mask[0, 0].cpu().numpy()
+        disparity = disp_l[0, 0].float().cpu().numpy()
+        depth = np.where(mask, validity.depth[0, 0].float().cpu().numpy(), np.nan).astype(np.float32)
+        header = frame.left.header
+
+        self.pub_depth.publish(depth_image_msg(depth, header, "32FC1"))
+        if c.output_depth_mm:
+            self.pub_depth_mm.publish(depth_image_msg(depth, header, "16UC1"))
+        self.pub_depth_info.publish(camera_info_msg(camera, header))
+        self.pub_disparity.publish(disparity_image_msg(
+            disparity, camera, header, min_disparity=0.0, max_disparity=self.max_disparity,
+            delta_d=1.0 / 256.0, invalid_mask=~mask))
+        confidence = validity.confidence[0, 0].float().cpu().numpy()
+        self.pub_confidence.publish(numpy_to_image(confidence.astype(np.float32), "32FC1", header))
+        error = validity.photometric_error[0, 0].float().cpu().numpy().astype(np.float32)
+        self.pub_error.publish(numpy_to_image(error, "32FC1", header))
+        if c.output_cloud:
+            rgb8 = np.clip(np.round(left * 255.0), 0, 255).astype(np.uint8)
+            cloud = pointcloud.organized_xyzrgb(depth, camera.K_numpy(), rgb8)
+            self.pub_points.publish(pointcloud2_msg(cloud, header, organized=not c.output_cloud_dense,
+                                                    decimation=c.output_cloud_decimation, dense=c.output_cloud_dense))
+        if c.adaptation_enabled and c.adaptation_mode != "none":
+            self.worker.submit(left_t, right_t)
+
+        now = time.monotonic()
+        s = self.stats
+        s.processed += 1
+        s.last_output_time = now
+        s.output_times.append(now)
+        latency = (self.get_clock().now().nanoseconds - _stamp_ns(frame.left)) * 1e-6
+        s.latencies_ms.append(latency)
+        s.processing_ms.append(1000 * (now - start))
+        s.valid_ratio = float(mask.mean())
+        s.photometric_error = float(np.mean(error))
+        if c.diagnostics_icp_every and s.processed % c.diagnostics_icp_every == 1:
+            self._consistency(disp_l, disp_r, camera)
+        if c.adaptation_save_period and c.adaptation_weights_path and now - self._last_save > c.adaptation_save_period:
+            self._save_adapted()
+
+    def _consistency(self, disp_l: torch.Tensor, disp_r: torch.Tensor, camera: StereoCamera) -> None:
+        """ICP residual between the clouds back-projected from the left and the right disparity."""
+        scale = camera.fx * camera.baseline
+        d_l, d_r = disp_l[0, 0].float().cpu().numpy(), disp_r[0, 0].float().cpu().numpy()
+        z_l = np.where(d_l > 0.5, scale / np.maximum(d_l, 1e-6), np.nan).astype(np.float32)
+        z_r = np.where(d_r > 0.5, scale / np.maximum(d_r, 1e-6), np.nan).astype(np.float32)
+        K_r = camera.K_numpy().copy()
+        K_r[0, 2] = camera.cx_right
+        left_cloud = pointcloud.depth_to_points(z_l, camera.K_numpy()).reshape(-1, 3)
+        right_cloud = pointcloud.depth_to_points(z_r, K_r).reshape(-1, 3)
+        right_cloud[:, 0] += camera.baseline  # right camera frame -> left camera frame
+        in_range = lambda p: p[np.isfinite(p).all(1) & (p[:, 2] < self.config.validity_max_depth)]  # noqa: E731
+        src, tgt = in_range(right_cloud), in_range(left_cloud)
+        if len(src) < 100 or len(tgt) < 100:
+            return
+        distance = 0.05 * float(np.median(tgt[:, 2]))
+        try:
+            result = pointcloud.icp_residual(src, tgt, max_correspondence_distance=distance, num_samples=1000)
+        except (ImportError, ValueError) as exc:
+            self.get_logger().warning(f"3D consistency skipped: {exc}", throttle_duration_sec=60.0)
+            return
+        self.stats.icp_rmse, self.stats.icp_fitness = result.rmse, result.fitness
+
+    # ------------------------------------------------------------------ adaptation
+    def _on_adaptation(self, result: StepResult) -> None:
+        with self._adapt_lock:
+            self._last_adaptation = result
+
+    def _save_adapted(self) -> tuple[bool, str]:
+        path = self.config.adaptation_weights_path
+        if not path:
+            return False, "adaptation.weights_path is empty: nowhere to save"
+        try:
+            with self.worker.paused():
+                written = self.adapter.save(path, {"node": self.get_fully_qualified_name()})
+        except OSError as exc:
+            return False, f"could not save adapted weights to {path}: {exc}"
+        self._last_save = time.monotonic()
+        return True, f"saved adapted weights to {written}"
+
+    def _srv_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.worker.reset()
+        response.success, response.message = True, "adaptation reset to the initial weights"
+        return response
+
+    def _srv_save(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = self._save_adapted()
+        return response
+
+    def _srv_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        result = self.set_parameters([Parameter("adaptation.enabled", value=bool(request.data))])[0]
+        response.success = result.successful
+        response.message = f"adaptation {'enabled' if request.data else 'disabled'}" if result.successful else result.reason
+        return response
+
+    # ------------------------------------------------------------------ diagnostics
+    def _report_sync_drops(self, inputs: dict[str, Any]) -> None:
+        """Messages the synchroniser discarded for their stamps (not newer than the last set, or a
+        repeated stamp) never reach the processing thread: count and report them here."""
+        late = 0
+        for name, counters in inputs["inputs"].items():
+            for key in ("dropped_late", "dropped_duplicate"):
+                late += counters.get(key) or 0  # None with the message_filters backend
+        new = late - self._sync_late_seen
+        self._sync_late_seen = late
+        if new > 0:
+            self._reject("bad_stamp", f"{new} message(s) with a duplicate or non-monotonic stamp dropped by the synchroniser")
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        s, c = self.stats, self.config
+        name = self.get_name()
+        kv = lambda k, v: KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+        statuses = []
+
+        inputs = self.subscriber.stats()
+        self._report_sync_drops(inputs)
+        level, message = DiagnosticStatus.OK, "receiving stereo pairs"
+        since_input = now - (s.last_input_time or self._started)
+        received_any_image = any((v.get("received") or 0) > 0 for v in inputs["inputs"].values())
+        if now - s.last_rejection_time < max(2 * c.diagnostics_period, 2.0) and s.last_rejection_time:
+            level, message = DiagnosticStatus.ERROR, f"rejected input: {s.last_rejection}"
+        elif since_input > c.diagnostics_input_timeout:
+            if received_any_image:
+                level, message = DiagnosticStatus.ERROR, "messages arrive but never form a synchronised set (camera_info missing or stamps differ)"
+            else:
+                level, message = DiagnosticStatus.WARN, f"no input for {since_input:.1f} s"
+        values = [kv("input_rate_hz", _rate(s.input_times, now)), kv("pairs_received", s.received),
+                  kv("frames_dropped", s.dropped), kv("frames_rejected", sum(s.rejected.values())),
+                  kv("sync_backend", inputs["backend"])]
+        values += [kv(f"rejected_{k}", v) for k, v in sorted(s.rejected.items())]
+        values += [kv(f"received_{k}", v.get("received")) for k, v in inputs["inputs"].items()]
+        statuses.append(DiagnosticStatus(level=level, name=f"{name}: input", message=message,
+                                         hardware_id=self.get_fully_qualified_name(), values=values))
+
+        if s.latencies_ms:
+            p50, p95 = (float(v) for v in np.percentile(np.array(s.latencies_ms), [50, 95]))
+        else:
+            p50 = p95 = float("nan")
+        level, message = DiagnosticStatus.OK, "publishing"
+        if s.processed and now - s.last_output_time > c.diagnostics_input_timeout and now - s.last_input_time < c.diagnostics_input_timeout:
+            level, message = DiagnosticStatus.ERROR, f"pipeline stalled: no output for {now - s.last_output_time:.1f} s while input arrives"
+        elif np.isfinite(p95) and p95 > c.diagnostics_latency_budget_ms:
+            level, message = DiagnosticStatus.WARN, f"latency p95 {p95:.0f} ms above budget {c.diagnostics_latency_budget_ms:.0f} ms"
+        elif not s.processed:
+            message = "waiting for the first stereo pair"
+        proc = float(np.median(s.processing_ms)) if s.processing_ms else float("nan")
+        statuses.append(DiagnosticStatus(level=level, name=f"{name}: pipeline", message=message,
+                                         hardware_id=self.get_fully_qualified_name(), values=[
+            kv("output_rate_hz", _rate(s.output_times, now)), kv("frames_processed", s.processed),
+            kv("latency_p50_ms", p50), kv("latency_p95_ms", p95), kv("processing_median_ms", proc),
+            kv("valid_ratio", s.valid_ratio), kv("photometric_error_mean", s.photometric_error),
+            kv("consistency_icp_rmse_m", s.icp_rmse), kv("consistency_icp_fitness", s.icp_fitness)]))
+
+        stats = self.adapter.stats()
+        with self._adapt_lock:
+            last = self._last_adaptation
+        level = DiagnosticStatus.OK
+        message = f"{'enabled' if c.adaptation_enabled else 'disabled'} ({c.adaptation_mode})"
+        if last is not None and last.status == "rolled_back":
+            level, message = DiagnosticStatus.WARN, f"rolled back: {last.reason}"
+        statuses.append(DiagnosticStatus(level=level, name=f"{name}: adaptation", message=message,
+                                         hardware_id=self.get_fully_qualified_name(), values=[
+            kv("enabled", c.adaptation_enabled), kv("mode", c.adaptation_mode), kv("steps", stats["steps"]),
+            kv("skipped", stats["skipped"]), kv("rollbacks", stats["rollbacks"]),
+            kv("loss", float(last.loss) if last is not None else float("nan")),
+            kv("last_status", stats["last_status"]), kv("frames_dropped", self.worker.dropped),
+            kv("learning_rate", c.adaptation_learning_rate)]))
+
+        statuses.append(DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{name}: model", message=self.model_source,
+                                         hardware_id=self.get_fully_qualified_name(), values=[
+            kv("device", str(self.device)), kv("weights", self.model_source),
+            kv("max_disparity_px", self.max_disparity),
+            kv("training_command", self.model_meta.get("training_command", ""))]))
+        array = DiagnosticArray(status=statuses)
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diagnostics.publish(array)
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self) -> None:
+        """Stop the threads and save adapted weights when a path is configured."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(timeout=10.0)
+        self.worker.stop()
+        if self.config.adaptation_weights_path and self.adapter.steps:
+            ok, message = self._save_adapted()
+            (self.get_logger().info if ok else self.get_logger().error)(message)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = StereoDepthNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""Node parameters: one table of specs drives declaration, descriptors, validation and the config.
+
+Every parameter is declared with a :class:`rcl_interfaces.msg.ParameterDescriptor` (description,
+range or allowed values, ``read_only`` when a change needs a restart). The set-parameters callback
+validates a candidate :class:`NodeConfig` and has no side effects; the node applies accepted
+changes afterwards. ``config/stereo_depth.yaml`` lists every parameter with its default (a test
+keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from ..core.adaptation import AdaptationConfig
+from ..core.masks import ValidityConfig
+
+__all__ = ["ParamSpec", "PARAMS", "NodeConfig", "declare_parameters", "config_from_values", "validate_values"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: ROS name, default, description, limits, and whether it is live."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def field(self) -> str:
+        return self.name.replace(".", "_")
+
+    def descriptor(self) -> ParameterDescriptor:
+        text = self.description
+        if self.choices:
+            text += f" One of: {', '.join(self.choices)}."
+        d = ParameterDescriptor(name=self.name, description=text, read_only=self.read_only)
+        if self.low is not None and self.high is not None:
+            if isinstance(self.default, bool):
+                pass
+            elif isinstance(self.default, int):
+                d.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high), step=1)]
+            elif isinstance(self.default, float):
+                d.floating_point_range = [FloatingPointRange(from_value=float(self.low), to_value=float(self.high), step=0.0)]
+        return d
+
+    def check(self, value: Any) -> str:
+        """Empty string when ``value`` is acceptable, else the reason."""
+        kind = type(self.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"{self.name}: expected {kind.__name__}, got {type(value).__name__} {value!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name}: expected one of {list(self.choices)}, got {value!r}"
+        if self.low is not None and not isinstance(value, bool) and not self.low <= value <= self.high:
+            return f"{self.name}: expected a value in [{self.low}, {self.high}], got {value}"
+        return ""
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    # --- model and device (restart needed)
+    ParamSpec("device", "auto", "Torch device for the network: auto (cuda when present), cpu, cuda or cuda:N.", True),
+    ParamSpec("weights", "", "Network weights (.safetensors); empty = the shipped weights.", True),
+    ParamSpec("inference_width", 0, "Network input width in pixels (0 = the image width); disparity is rescaled.", True, 0, 4096),
+    ParamSpec("inference_height", 0, "Network input height in pixels (0 = the image height).", True, 0, 4096),
+    ParamSpec("max_image_width", 2048, "Images wider than this are rejected (pixels).", True, 32, 16384),
+    ParamSpec("max_image_height", 2048, "Images taller than this are rejected (pixels).", True, 32, 16384),
+    # --- input
+    ParamSpec("approximate_sync", False, "Pair left/right by approximate time (with slop) instead of exact stamps.", True),
+    ParamSpec("slop", 0.01, "Approximate-sync tolerance in seconds.", True, 0.0, 1.0),
+    ParamSpec("queue_size", 5, "Per-topic synchronizer queue (messages).", True, 1, 100),
+    ParamSpec("sensor_qos", "sensor_data", "QoS of the image/info subscriptions.", True, choices=("sensor_data", "reliable")),
+    ParamSpec("output_qos_depth", 2, "History depth of the reliable output publishers.", True, 1, 100),
+    ParamSpec("camera_info_timeout", 1.0, "camera_info older than this relative to its image is stale (seconds).", False, 0.0, 60.0),
+    # --- validity (live)
+    ParamSpec("validity.lr_max_difference", 1.0, "Left-right check threshold (pixels).", False, 0.01, 100.0),
+    ParamSpec("validity.photometric_max", 0.3, "Largest accepted photometric error (0.85 (1-SSIM)/2 + 0.15 L1).", False, 0.001, 1.0),
+    ParamSpec("validity.min_depth", 0.1, "Nearest trusted depth (metres).", False, 0.0, 1000.0),
+    ParamSpec("validity.max_depth", 50.0, "Farthest trusted depth (metres).", False, 0.01, 10000.0),
+    ParamSpec("validity.use_occlusion", True, "Drop pixels the disparity says are occluded in the right view."),
+    # --- adaptation (live unless noted)
+    ParamSpec("adaptation.enabled", True, "Adapt the network online (self-supervised)."),
+    ParamSpec("adaptation.mode", "mad", "full: all weights; mad: one pyramid block per step; none.", choices=("full", "mad", "none")),
+    ParamSpec("adaptation.image_loss", "ssim_l1", "Reconstruction error of the adaptation loss.", choices=("ssim_l1", "census")),
+    ParamSpec("adaptation.learning_rate", 1e-5, "Adaptation step size.", False, 1e-9, 1e-2),
+    ParamSpec("adaptation.adapt_every", 1, "Adapt on every N-th processed frame.", False, 1, 1000),
+    ParamSpec("adaptation.weights_path", "", "Where adapted weights are saved (empty: never saved).", True),
+    ParamSpec("adaptation.resume", False, "Start from adaptation.weights_path when it loads (else the shipped weights).", True),
+    ParamSpec("adaptation.save_period", 300.0, "Save adapted weights every this many seconds (0: only on shutdown/service).", False, 0.0, 86400.0),
+    # --- outputs (live)
+    ParamSpec("output.depth_mm", False, "Also publish depth/image_mm as 16UC1 millimetres (0 = invalid)."),
+    ParamSpec("output.cloud", True, "Publish points2."),
+    ParamSpec("output.cloud_decimation", 1, "Keep every N-th row and column of the cloud.", False, 1, 64),
+    ParamSpec("output.cloud_dense", False, "Publish an unorganised cloud of valid points only (is_dense true)."),
+    # --- diagnostics
+    ParamSpec("diagnostics.period", 1.0, "Diagnostics publishing period (seconds).", True, 0.05, 60.0),
+    ParamSpec("diagnostics.latency_budget_ms", 250.0, "WARN when p95 latency (stamp to publish) exceeds this (ms).", False, 1.0, 60000.0),
+    ParamSpec("diagnostics.input_timeout", 2.0, "WARN when no stereo pair arrived for this long (seconds).", False, 0.1, 3600.0),
+    ParamSpec("diagnostics.icp_every", 30, "Compute the 3D consistency (ICP residual) every N frames (0: never).", False, 0, 100000),
+)
+
+_BY_NAME = {p.name: p for p in PARAMS}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Typed snapshot of every parameter (field = name with dots as underscores)."""
+
+    device: str
+    weights: str
+    inference_width: int
+    inference_height: int
+    max_image_width: int
+    max_image_height: int
+    approximate_sync: bool
+    slop: float
+    queue_size: int
+    sensor_qos: str
+    output_qos_depth: int
+    camera_info_timeout: float
+    validity_lr_max_difference: float
+    validity_photometric_max: float
+    validity_min_depth: float
+    validity_max_depth: float
+    validity_use_occlusion: bool
+    adaptation_enabled: bool
+    adaptation_mode: str
+    adaptation_image_loss: str
+    adaptation_learning_rate: float
+    adaptation_adapt_every: int
+    adaptation_weights_path: str
+    adaptation_resume: bool
+    adaptation_save_period: float
+    output_depth_mm: bool
+    output_cloud: bool
+    output_cloud_decimation: int
+    output_cloud_dense: bool
+    diagnostics_period: float
+    diagnostics_latency_budget_ms: float
+    diagnostics_input_timeout: float
+    diagnostics_icp_every: int
+
+    def validity(self) -> ValidityConfig:
+        return ValidityConfig(
+            lr_max_difference=self.validity_lr_max_difference,
+            photometric_max=self.validity_photometric_max,
+            min_depth=self.validity_min_depth,
+            max_depth=self.validity_max_depth,
+            use_occlusion=self.validity_use_occlusion,
+        )
+
+    def adaptation(self) -> AdaptationConfig:
+        return AdaptationConfig(
+            mode=self.adaptation_mode,  # type: ignore[arg-type]
+            image_loss=self.adaptation_image_loss,  # type: ignore[arg-type]
+            learning_rate=self.adaptation_learning_rate,
+            adapt_every=self.adaptation_adapt_every,
+        )
+
+
+def validate_values(values: Mapping[str, Any]) -> list[str]:
+    """Problems with a full set of parameter values (by ROS name); empty when acceptable."""
+    problems = [reason for name, value in values.items() if name in _BY_NAME and (reason := _BY_NAME[name].check(value))]
+    if problems:
+        return problems
+    if values["validity.min_depth"] >= values["validity.max_depth"]:
+        problems.append(f"validity.min_depth ({values['validity.min_depth']}) must be below validity.max_depth ({values['validity.max_depth']})")
+    if values["adaptation.resume"] and not values["adaptation.weights_path"]:
+        problems.append("adaptation.resume needs adaptation.weights_path")
+    device = values["device"]
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        problems.append(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    if (values["inference_width"] == 0) != (values["inference_height"] == 0):
+        problems.append("inference_width and inference_height: set both or neither")
+    return problems
+
+
+def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
+    """Build a :class:`NodeConfig` from values by ROS name; ``ValueError`` listing every problem."""
+    missing = [p.name for p in PARAMS if p.name not in values]
+    if missing:
+        raise ValueError(f"missing parameters: {missing}")
+    problems = validate_values(values)
+    if problems:
+        raise ValueError("; ".join(problems))
+    kwargs = {p.field: (float(values[p.name]) if isinstance(p.default, float) else values[p.name]) for p in PARAMS}
+    return NodeConfig(**kwargs)
+
+
+def declare_parameters(node: Any) -> NodeConfig:
+    """Declare every parameter on ``node`` (an rclpy Node) and return the validated config."""
+    for p in PARAMS:
+        node.declare_parameter(p.name, p.default, p.descriptor())
+    values = {p.name: node.get_parameter(p.name).value for p in PARAMS}
+    return config_from_values(values)
+
+
+def defaults() -> dict[str, Any]:
+    """Default value of every parameter by ROS name."""
+    return {p.name: p.default for p in PARAMS}
+
+
+def names() -> Iterable[str]:
+    return (p.name for p in PARAMS)

@@ -1,0 +1,44 @@
+import re
+from dataclasses import fields
+
+import pytest
+
+from stereo_depth_ros.ros.params import PARAMS, NodeConfig, config_from_values, defaults, validate_values
+
+
+def test_config_fields_follow_the_parameter_table():
+    assert [f.name for f in fields(NodeConfig)] == [p.field for p in PARAMS]
+    config = config_from_values(defaults())
+    assert config.validity().lr_max_difference == 1.0 and config.adaptation().mode == "mad"
+
+
+def test_descriptors_carry_ranges_choices_and_read_only():
+    by_name = {p.name: p.descriptor() for p in PARAMS}
+    assert by_name["device"].read_only and not by_name["validity.max_depth"].read_only
+    assert by_name["queue_size"].integer_range[0].from_value == 1
+    assert by_name["adaptation.learning_rate"].floating_point_range[0].to_value == pytest.approx(1e-2)
+    assert "full, mad, none" in by_name["adaptation.mode"].description
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"adaptation.mode": "often"}, "adaptation.mode: expected one of"),
+        ({"queue_size": 0}, r"queue_size: expected a value in \[1, 100\]"),
+        ({"slop": "fast"}, "slop: expected float"),
+        ({"validity.min_depth": 60.0}, "must be below validity.max_depth"),
+        ({"adaptation.resume": True}, "needs adaptation.weights_path"),
+        ({"device": "tpu"}, "device: expected auto, cpu, cuda or cuda:N"),
+        ({"inference_width": 320}, "set both or neither"),
+    ],
+)
+def test_invalid_values_are_named(change, message):
+    values = {**defaults(), **change}
+    problems = validate_values(values)
+    assert any(re.search(message, p) for p in problems), problems
+    with pytest.raises(ValueError, match=message):
+        config_from_values(values)
+
+
+def test_integers_are_accepted_for_floats():
+    assert config_from_values({**defaults(), "slop": 0}).slop == 0.0
