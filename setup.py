@@ -31,6 +31,8 @@ setup(
             "stereo_depth_train = stereo_depth_ros.tools.train:main",
             "stereo_depth_evaluate = stereo_depth_ros.tools.evaluate:main",
             "stereo_depth_bench_inference = stereo_depth_ros.tools.bench_inference:main",
+            "stereo_depth_bench_node = stereo_depth_ros.tools.bench_node:main",
+            "stereo_depth_bench_adaptation = stereo_depth_ros.tools.bench_adaptation:main",
         ],
     },
 )

@@ -88,6 +88,7 @@ class _Stats:
     icp_fitness: float = float("nan")
     input_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
     output_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
+    stage_ms: dict = field(default_factory=lambda: collections.defaultdict(lambda: collections.deque(maxlen=400)))
 
 
 def _stamp_ns(msg: Any) -> int:
@@ -289,15 +290,20 @@ class StereoDepthNode(Node):
     def _process(self, frame: _Frame) -> None:
         start = time.monotonic()
         c = self.config
+        marks = [("start", start)]
+        mark = lambda name: marks.append((name, time.monotonic()))  # noqa: E731
         left, right, camera = self._check_frame(frame)
         left_t = image_to_tensor(left, self.device)
         right_t = image_to_tensor(right, self.device)
+        mark("decode")
         disp_l, disp_r = self._predict(left_t, right_t)
+        mark("inference")
         validity = compute_validity(disp_l, camera.fx, camera.baseline, left_t, right_t, disp_r, c.validity())
         mask = validity.mask[0, 0].cpu().numpy()
         disparity = disp_l[0, 0].float().cpu().numpy()
         depth = np.where(mask, validity.depth[0, 0].float().cpu().numpy(), np.nan).astype(np.float32)
         header = frame.left.header
+        mark("masks")
 
         self.pub_depth.publish(depth_image_msg(depth, header, "32FC1"))
         if c.output_depth_mm:
@@ -310,11 +316,15 @@ class StereoDepthNode(Node):
         self.pub_confidence.publish(numpy_to_image(confidence.astype(np.float32), "32FC1", header))
         error = validity.photometric_error[0, 0].float().cpu().numpy().astype(np.float32)
         self.pub_error.publish(numpy_to_image(error, "32FC1", header))
+        mark("publish_images")
         if c.output_cloud:
             rgb8 = np.clip(np.round(left * 255.0), 0, 255).astype(np.uint8)
             cloud = pointcloud.organized_xyzrgb(depth, camera.K_numpy(), rgb8)
-            self.pub_points.publish(pointcloud2_msg(cloud, header, organized=not c.output_cloud_dense,
-                                                    decimation=c.output_cloud_decimation, dense=c.output_cloud_dense))
+            cloud_msg = pointcloud2_msg(cloud, header, organized=not c.output_cloud_dense,
+                                        decimation=c.output_cloud_decimation, dense=c.output_cloud_dense)
+            mark("cloud")
+            self.pub_points.publish(cloud_msg)
+            mark("publish_cloud")
         if c.adaptation_enabled and c.adaptation_mode != "none":
             self.worker.submit(left_t, right_t)
 
@@ -326,6 +336,8 @@ class StereoDepthNode(Node):
         latency = (self.get_clock().now().nanoseconds - _stamp_ns(frame.left)) * 1e-6
         s.latencies_ms.append(latency)
         s.processing_ms.append(1000 * (now - start))
+        for (_, before), (name, after) in zip(marks, marks[1:]):
+            s.stage_ms[name].append(1000 * (after - before))
         s.valid_ratio = float(mask.mean())
         s.photometric_error = float(np.mean(error))
         if c.diagnostics_icp_every and s.processed % c.diagnostics_icp_every == 1:
