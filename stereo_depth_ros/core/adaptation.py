@@ -43,6 +43,7 @@ import torch
 
 from .checks import check_positive, check_same_batch_and_size, check_tensor
 from .losses import census_error, edge_aware_smoothness, left_right_consistency, masked_mean, photometric_error
+from .network.estimator import predict_left_right
 from .network.model import StereoNet
 from .network.weights import WeightsError, load_model, save_weights
 from .warping import warp_left_to_right, warp_right_to_left
@@ -251,10 +252,8 @@ class OnlineAdapter:
             ``(loss, terms, valid_fraction, disparity)``.
         """
         c = self.config
-        batch = left.shape[0]
         if c.lr_consistency_weight > 0:
-            both = self.model(torch.cat([left, torch.flip(right, [-1])]), torch.cat([right, torch.flip(left, [-1])])).disparity
-            disp, disp_right = both[:batch], torch.flip(both[batch:], [-1])
+            disp, disp_right = predict_left_right(self.model, left, right)
         else:
             output = self.model(left, right)
             disp, disp_right = output.disparity, None

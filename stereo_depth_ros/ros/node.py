@@ -34,7 +34,7 @@ from ..core import pointcloud
 from ..core.adaptation import AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default
 from ..core.camera import StereoCamera
 from ..core.masks import compute_validity
-from ..core.network.estimator import image_to_tensor
+from ..core.network.estimator import image_to_tensor, predict_left_right
 from ..core.network.weights import DEFAULT_WEIGHTS
 from .conversions import (
     ConversionError,
@@ -277,10 +277,9 @@ class StereoDepthNode(Node):
         index, model = self.worker.acquire()
         try:
             with torch.inference_mode():
-                both = model(torch.cat([lt, torch.flip(rt, [-1])]), torch.cat([rt, torch.flip(lt, [-1])])).disparity
+                disp_l, disp_r = predict_left_right(model, lt, rt)
         finally:
             self.worker.release(index)
-        disp_l, disp_r = both[:1], torch.flip(both[1:], [-1])
         if size != (height, width):
             scale = width / size[1]
             disp_l = torch.nn.functional.interpolate(disp_l, size=(height, width), mode="bilinear", align_corners=False) * scale

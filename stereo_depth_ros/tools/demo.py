@@ -29,19 +29,11 @@ from ..core.metrics import evaluate_disparity
 from ..core.network.estimator import StereoEstimator, image_to_tensor
 from ..core.sgbm import SgbmBackend
 from ..core.synthetic import generate_sample
+from .evaluate import colorize
 
 
 def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
-
-
-def colorize(values: np.ndarray, lo: float, hi: float, invalid: np.ndarray | None = None) -> np.ndarray:
-    """``(H, W)`` values -> ``(H, W, 3)`` BGR uint8 (turbo colour map), black where invalid."""
-    scaled = np.clip((np.nan_to_num(values, nan=lo) - lo) / max(hi - lo, 1e-9), 0, 1)
-    image = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
-    bad = ~np.isfinite(values) if invalid is None else invalid | ~np.isfinite(values)
-    image[bad] = 0
-    return image
 
 
 def run(args: argparse.Namespace) -> dict[str, float]:

@@ -308,7 +308,8 @@ def load_folder_samples(path: str | Path, num_samples: int | None = None) -> Ite
 
 
 # ---------------------------------------------------------------------------------------------- visualisation
-def _colorize(values: np.ndarray, lo: float, hi: float, colormap: int) -> np.ndarray:
+def colorize(values: np.ndarray, lo: float, hi: float, colormap: int = cv2.COLORMAP_TURBO) -> np.ndarray:
+    """``(H, W)`` values -> ``(H, W, 3)`` BGR uint8 colour map over ``[lo, hi]``, black where not finite."""
     finite = np.isfinite(values)
     scaled = np.clip((np.where(finite, values, lo) - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
     image = cv2.applyColorMap((scaled * 255).astype(np.uint8), colormap)
@@ -355,7 +356,7 @@ def render_sample(
     top = float(np.max(gt[gt_ok])) if gt_ok.any() else 1.0
     left = cv2.cvtColor((np.clip(sample.left, 0, 1) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
     rows = [[tile(left, [f"left  {sample.name}"]),
-             tile(_colorize(np.where(gt_ok, gt, np.nan), 0.0, top, cv2.COLORMAP_TURBO),
+             tile(colorize(np.where(gt_ok, gt, np.nan), 0.0, top, cv2.COLORMAP_TURBO),
                   [f"GT disparity 0-{top:.0f} px", f"{100 * gt_ok.mean():.0f}% of pixels have GT"])]]
     for name, pred in predictions.items():
         has = prediction_valid_mask(pred)
@@ -364,12 +365,12 @@ def render_sample(
         if ev is not None:
             text.append(f"density {ev.density:.1f}%")
         error = np.where(gt_ok & has, np.abs(np.where(has, pred, 0.0) - np.where(gt_ok, gt, 0.0)), np.nan)
-        err_tile = _colorize(error, 0.0, ERROR_RANGE_PX, cv2.COLORMAP_INFERNO)
+        err_tile = colorize(error, 0.0, ERROR_RANGE_PX, cv2.COLORMAP_INFERNO)
         err_tile[gt_ok & ~has] = HOLE_COLOUR
         err_text = [f"{name} |error| 0-{ERROR_RANGE_PX:.0f} px, grey = hole"]
         if ev is not None:
             err_text.append(f"EPE {ev.all.epe:.2f} px (valid {ev.valid.epe:.2f}), D1 {ev.all.d1_all:.1f}%")
-        rows.append([tile(_colorize(np.where(has, pred, np.nan), 0.0, top, cv2.COLORMAP_TURBO), text),
+        rows.append([tile(colorize(np.where(has, pred, np.nan), 0.0, top, cv2.COLORMAP_TURBO), text),
                      tile(err_tile, err_text)])
     return np.vstack([np.hstack(r) for r in rows])
 

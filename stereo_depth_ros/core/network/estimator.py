@@ -11,7 +11,7 @@ import torch
 from .model import StereoNet
 from .weights import load_model
 
-__all__ = ["StereoEstimator", "image_to_tensor"]
+__all__ = ["StereoEstimator", "image_to_tensor", "predict_left_right"]
 
 
 def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -33,6 +33,17 @@ def image_to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> to
     if t.shape[1] == 1:
         t = t.expand(1, 3, -1, -1)
     return t.contiguous()
+
+
+def predict_left_right(model: StereoNet, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left and right disparity ``(B, 1, H, W)`` each, in one batched forward pass.
+
+    The right disparity is the left disparity of the mirrored rig: flip both images horizontally
+    and swap them, predict, flip back. Call under ``torch.inference_mode()`` for inference.
+    """
+    batch = left.shape[0]
+    both = model(torch.cat([left, torch.flip(right, [-1])]), torch.cat([right, torch.flip(left, [-1])])).disparity
+    return both[:batch], torch.flip(both[batch:], [-1])
 
 
 class StereoEstimator:
@@ -64,15 +75,8 @@ class StereoEstimator:
 
     @torch.inference_mode()
     def predict_both(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left and right disparity ``(B, 1, H, W)`` each, in one batched forward pass.
-
-        The right disparity is the left disparity of the mirrored rig: flip both images
-        horizontally and swap them, predict, flip back.
-        """
-        left, right = left.to(self.device), right.to(self.device)
-        batch = left.shape[0]
-        both = self.model(torch.cat([left, torch.flip(right, [-1])]), torch.cat([right, torch.flip(left, [-1])])).disparity
-        return both[:batch], torch.flip(both[batch:], [-1])
+        """Left and right disparity ``(B, 1, H, W)`` each (see :func:`predict_left_right`)."""
+        return predict_left_right(self.model, left.to(self.device), right.to(self.device))
 
     def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` images (float ``[0, 1]`` or uint8) -> ``(H, W)`` float32 disparity in pixels."""
