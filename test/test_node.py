@@ -143,7 +143,8 @@ def _status(h: Harness, task: str) -> DiagnosticStatus | None:
     return None
 
 
-@pytest.mark.parametrize("problem", ["size_mismatch", "encoding", "short_data", "baseline", "nan", "duplicate", "too_large"])
+@pytest.mark.parametrize("problem", ["size_mismatch", "encoding", "short_data", "baseline", "nan", "duplicate", "too_large",
+                                     "intrinsics", "info_size"])
 def test_bad_input_is_skipped_reported_and_the_next_frame_works(harness, sample, problem):
     harness.publish(*stereo_messages(sample, 10.0))
     assert harness.spin_until(lambda: len(harness.received["depth"]) == 1)
@@ -163,6 +164,12 @@ def test_bad_input_is_skipped_reported_and_the_next_frame_works(harness, sample,
         left = numpy_to_image(values, "32FC1", left.header)
     elif problem == "duplicate":
         left, right, li, ri = stereo_messages(sample, 10.0)
+    elif problem == "intrinsics":
+        p = list(ri.p)
+        p[0] *= 1.1  # right focal length disagrees with the left one
+        ri.p = p
+    elif problem == "info_size":
+        li.width = ri.width = sample.width + 16
     elif problem == "too_large":
         big = np.zeros((8, 4096, 3), np.uint8)
         left = numpy_to_image(big, "rgb8", left.header)
@@ -203,3 +210,28 @@ def test_services(harness, tmp_path):
     assert call(Trigger, "/stereo_depth/reset_adaptation", Trigger.Request()).success
     saved = call(Trigger, "/stereo_depth/save_weights", Trigger.Request())
     assert not saved.success and "weights_path is empty" in saved.message
+
+
+def test_missing_camera_info_is_an_error_and_recovers(harness, sample):
+    harness.node.set_parameters([Parameter("diagnostics.input_timeout", value=0.5)])
+    left, right, li, ri = stereo_messages(sample, 20.0)
+    harness.pubs["left"].publish(left)
+    harness.pubs["right"].publish(right)  # no camera_info: nothing can be paired
+    status = lambda: _status(harness, "input")  # noqa: E731
+    assert harness.spin_until(lambda: (s := status()) is not None and s.level == DiagnosticStatus.ERROR
+                              and "camera_info missing" in s.message, timeout=10)
+    harness.publish(*stereo_messages(sample, 21.0))
+    assert harness.spin_until(lambda: harness.node.stats.processed == 1)
+
+
+def test_backlog_keeps_the_newest_pair_and_latency_bounded(harness, sample):
+    for k in range(12):  # far faster than the node can process on a CPU
+        harness.publish(*stereo_messages(sample, 30.0 + 0.01 * k))
+        harness.executor.spin_once(timeout_sec=0.01)
+    assert harness.spin_until(lambda: harness.node._slot is None and harness.node.stats.processed >= 2, timeout=60)
+    stats = harness.node.stats
+    assert stats.dropped > 0 and stats.processed + stats.dropped == stats.received
+    # The last frame processed is the newest one published: nothing stale was worked through.
+    assert harness.spin_until(lambda: harness.received["depth"] and harness.received["depth"][-1].header.stamp.nanosec == 110_000_000, timeout=30)
+    assert stats.processed < 12
+
