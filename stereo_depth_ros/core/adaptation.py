@@ -43,7 +43,7 @@ import torch
 
 from .checks import check_positive, check_same_batch_and_size, check_tensor
 from .losses import census_error, edge_aware_smoothness, left_right_consistency, masked_mean, photometric_error
-from .network.estimator import predict_left_right
+from .network.estimator import predict_left_right, prepare_for_inference
 from .network.model import StereoNet
 from .network.weights import WeightsError, load_model, save_weights
 from .warping import warp_left_to_right, warp_right_to_left
@@ -562,7 +562,7 @@ class AdaptationWorker:
         self.adapter = adapter
         self.on_result = on_result
         device = next(adapter.model.parameters()).device
-        self._buffers = [copy.deepcopy(adapter.model).eval() for _ in range(2)]
+        self._buffers = [prepare_for_inference(copy.deepcopy(adapter.model), device) for _ in range(2)]
         for b in self._buffers:
             for p in b.parameters():
                 p.requires_grad_(False)

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..core.network.estimator import prepare_for_inference
 from ..core.network.weights import load_model
 from ..core.sgbm import SgbmBackend
 from ..core.synthetic import generate_sample
@@ -54,21 +55,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model, meta = load_model(args.weights, device)
-    model.eval()
+    model = prepare_for_inference(model, device)
     rows = []
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))
         sample = generate_sample(3, width=width, height=height, domain="indoor")
         left = torch.from_numpy(sample.left).permute(2, 0, 1)[None].contiguous().to(device)
         right = torch.from_numpy(sample.right).permute(2, 0, 1)[None].contiguous().to(device)
-        sgbm = SgbmBackend()
-        sgbm_ms = _time(lambda: sgbm(sample.left, sample.right), args.sgbm_frames, 1, False)
         precisions = ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+        timings: list[tuple[str, list[float]]] = []
         for precision in precisions:
-            def run() -> None:
+            def run(precision: str = precision) -> None:
                 with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     model(left, right)
             ms = _time(run, args.frames, args.warmup, device.type == "cuda")
+            timings.append((precision, ms))
+        # SGBM after the network: OpenCV's worker threads linger after a parallel call and slowed the
+        # network by up to a third when it ran second on 2 cores (the node never runs SGBM).
+        sgbm = SgbmBackend()
+        sgbm_ms = _time(lambda: sgbm(sample.left, sample.right), args.sgbm_frames, 1, False)
+        for precision, ms in timings:
             rows.append({
                 "size": size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
                 "precision": precision, "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),

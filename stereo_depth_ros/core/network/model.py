@@ -116,6 +116,8 @@ class StereoNet(nn.Module):
         if pad_h or pad_w:
             images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
         images = (images - _MEAN) / _STD
+        if self.features.levels[0].down[0].weight.is_contiguous(memory_format=torch.channels_last):
+            images = images.contiguous(memory_format=torch.channels_last)  # match the weights' layout
         features = self.features(images)
 
         levels: dict[int, torch.Tensor] = {}
