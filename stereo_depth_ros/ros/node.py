@@ -33,9 +33,9 @@ from stereo_msgs.msg import DisparityImage
 from ..core import pointcloud
 from ..core.adaptation import AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default
 from ..core.camera import StereoCamera
-from ..core.masks import compute_validity
-from ..core.network.estimator import image_to_tensor, predict_left_right
+from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import DEFAULT_WEIGHTS
+from ..core.pipeline import process_frame
 from .conversions import (
     ConversionError,
     camera_from_info,
@@ -264,28 +264,6 @@ class StereoDepthNode(Node):
         self._last_stamp_ns = stamp
         return left, right, camera
 
-    def _predict(self, left_t: torch.Tensor, right_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left and right disparity at the input size; the network may run at the inference size."""
-        c = self.config
-        height, width = left_t.shape[-2:]
-        size = (c.inference_height, c.inference_width) if c.inference_width else (height, width)
-        if size != (height, width):
-            lt = torch.nn.functional.interpolate(left_t, size=size, mode="bilinear", align_corners=False, antialias=True)
-            rt = torch.nn.functional.interpolate(right_t, size=size, mode="bilinear", align_corners=False, antialias=True)
-        else:
-            lt, rt = left_t, right_t
-        index, model = self.worker.acquire()
-        try:
-            with torch.inference_mode():
-                disp_l, disp_r = predict_left_right(model, lt, rt)
-        finally:
-            self.worker.release(index)
-        if size != (height, width):
-            scale = width / size[1]
-            disp_l = torch.nn.functional.interpolate(disp_l, size=(height, width), mode="bilinear", align_corners=False) * scale
-            disp_r = torch.nn.functional.interpolate(disp_r, size=(height, width), mode="bilinear", align_corners=False) * scale
-        return disp_l, disp_r
-
     def _process(self, frame: _Frame) -> None:
         start = time.monotonic()
         c = self.config
@@ -295,14 +273,19 @@ class StereoDepthNode(Node):
         left_t = image_to_tensor(left, self.device)
         right_t = image_to_tensor(right, self.device)
         mark("decode")
-        disp_l, disp_r = self._predict(left_t, right_t)
-        mark("inference")
-        validity = compute_validity(disp_l, camera.fx, camera.baseline, left_t, right_t, disp_r, c.validity())
+        size = (c.inference_height, c.inference_width) if c.inference_width else None
+        index, model = self.worker.acquire()
+        try:
+            result = process_frame(model, left_t, right_t, camera, c.validity(), size)
+        finally:
+            self.worker.release(index)
+        disp_l, disp_r, validity = result.disparity_left, result.disparity_right, result.validity
+        mark("inference_and_masks")
         mask = validity.mask[0, 0].cpu().numpy()
         disparity = disp_l[0, 0].float().cpu().numpy()
         depth = np.where(mask, validity.depth[0, 0].float().cpu().numpy(), np.nan).astype(np.float32)
         header = frame.left.header
-        mark("masks")
+        mark("to_numpy")
 
         self.pub_depth.publish(depth_image_msg(depth, header, "32FC1"))
         if c.output_depth_mm:

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+
+from stereo_depth_ros.core.camera import StereoCamera
+from stereo_depth_ros.core.masks import ValidityConfig
+from stereo_depth_ros.core.network.estimator import image_to_tensor, prepare_for_inference
+from stereo_depth_ros.core.network.weights import load_model
+from stereo_depth_ros.core.pipeline import process_frame
+from stereo_depth_ros.core.synthetic import generate_sample
+
+
+@pytest.fixture(scope="module")
+def setup():
+    s = generate_sample(6, width=256, height=192, domain="indoor")
+    camera = StereoCamera.from_intrinsics(s.width, s.height, s.focal, s.baseline, s.cx, s.cy)
+    model = prepare_for_inference(load_model(None)[0], "cpu")
+    return s, camera, model, image_to_tensor(s.left), image_to_tensor(s.right)
+
+
+def test_full_resolution_frame(setup):
+    s, camera, model, left, right = setup
+    result = process_frame(model, left, right, camera, ValidityConfig())
+    assert result.disparity_left.shape == result.disparity_right.shape == (1, 1, 192, 256)
+    v = result.validity
+    ok = v.mask[0, 0].numpy()
+    depth = v.depth[0, 0].numpy()
+    assert ok.mean() > 0.3
+    assert np.median(np.abs(depth[ok] - s.depth_left[ok]) / s.depth_left[ok]) < 0.1
+
+
+def test_inference_size_rescales_disparity_to_the_input(setup):
+    s, camera, model, left, right = setup
+    full = process_frame(model, left, right, camera, ValidityConfig())
+    half = process_frame(model, left, right, camera, ValidityConfig(), inference_size=(96, 128))
+    assert half.disparity_left.shape == (1, 1, 192, 256)
+    # Same scale as the full-resolution prediction (a missing x2 would double the error).
+    err_full = float(np.abs(full.disparity_left[0, 0].numpy() - s.disparity_left).mean())
+    err_half = float(np.abs(half.disparity_left[0, 0].numpy() - s.disparity_left).mean())
+    assert err_half < 2 * err_full + 1.0
+    assert float(half.disparity_left.mean()) == pytest.approx(float(full.disparity_left.mean()), rel=0.15)
+
+
+def test_camera_must_match_the_images(setup):
+    s, camera, model, left, right = setup
+    with pytest.raises(ValueError, match="camera: expected a 256x192 rig"):
+        process_frame(model, left, right, camera.scaled(128, 96), ValidityConfig())
