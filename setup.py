@@ -33,6 +33,7 @@ setup(
             "stereo_depth_bench_inference = stereo_depth_ros.tools.bench_inference:main",
             "stereo_depth_bench_node = stereo_depth_ros.tools.bench_node:main",
             "stereo_depth_make_bag = stereo_depth_ros.tools.make_bag:main",
+            "stereo_depth_replay = stereo_depth_ros.tools.replay:main",
             "stereo_depth_bench_adaptation = stereo_depth_ros.tools.bench_adaptation:main",
         ],
     },
