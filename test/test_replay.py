@@ -31,7 +31,15 @@ def test_offline_report_has_every_file_and_sane_values(bag, tmp_path):
     assert first[0] == pytest.approx(first[1], rel=1e-3)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert len(rows) == 18 and {r["arm"] for r in rows} == {"adapted", "frozen", "sgbm"}
+    for name in ("error_over_time.png", "depth_last_frame.png", "reconstruction_error_last_frame.png",
+                 "cloud_last_frame.png", "cloud_last_frame.ply"):
+        assert (out / name).stat().st_size > 1000, name
+    import cv2
+
+    plot = cv2.imread(str(out / "error_over_time.png"))
+    assert plot.shape == (420, 900, 3) and len(np.unique(plot.reshape(-1, 3), axis=0)) > 3  # lines were drawn
     text = (out / "report.md").read_text()
+    assert "![error_over_time.png](error_over_time.png)" in text
     assert "| adapted | last third |" in text and "| sgbm | all |" in text
 
 

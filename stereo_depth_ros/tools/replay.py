@@ -9,7 +9,8 @@ run in line after each frame (deterministic). Per frame: EPE, bad-3, D1-all, den
 holes and invalid pixels count as errors) and AbsRel, RMSE, delta<1.25 (depth) when the bag has
 ground-truth depth; otherwise the photometric error, density and time only. Summaries over the whole
 sequence and over its first and last thirds (adaptation at work). Writes ``metrics.json``,
-``metrics.csv`` and ``report.md`` into ``--output``.
+``metrics.csv``, ``report.md``, PNG figures (error over time per arm; the last frame's depth colour
+map, reconstruction error and rendered point cloud) and the last frame's cloud as ``.ply``.
 
 (The ``replay`` mode through a live node is not implemented yet.)
 """
@@ -81,6 +82,7 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
     sgbm = SgbmBackend()
     per_frame: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     has_gt = None
+    last_products = None
     for index, frame in enumerate(read_stereo_bag(bag, topics)):
         if max_frames is not None and index >= max_frames:
             break
@@ -105,6 +107,7 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
                    "photometric_error": float(result.validity.photometric_error.mean()),
                    **_frame_metrics(pred, gt_disp, camera.fx, camera.baseline)}
             if arm == "adapted":
+                last_products = (left, camera, result)
                 step = adapter.step(left_t, right_t)
                 row.update({"adaptation_status": step.status, "adaptation_loss": step.loss,
                             "adaptation_ms": 1000 * step.seconds, "rollbacks": adapter.rollbacks})
@@ -138,8 +141,50 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
         for arm, rows in report["frames_detail"].items():
             for r in rows:
                 writer.writerow({"arm": arm, **r})
+    figures = write_figures(output, per_frame, last_products, bool(has_gt))
+    report["figures"] = figures
+    (output / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     (output / "report.md").write_text(markdown(report) + "\n")
     return report
+
+
+def write_figures(output: Path, per_frame: dict[str, list[dict[str, Any]]], last: Any, has_gt: bool) -> list[str]:
+    """Error over time, the last frame's depth colour map, reconstruction error, a rendered cloud
+    and the cloud as PLY (the adapted arm's published output)."""
+    import cv2
+
+    from ..core import pointcloud
+    from .evaluate import colorize
+    from .plots import line_plot, render_cloud
+
+    names = []
+    key, label = ("epe", "EPE px, holes count") if has_gt else ("photometric_error", "photometric error")
+    series = {arm: [r.get(key, np.nan) if r.get(key) is not None else np.nan for r in rows] for arm, rows in per_frame.items()}
+    if not has_gt:
+        series.pop("sgbm", None)
+    cv2.imwrite(str(output / "error_over_time.png"), line_plot(series, "error over time", label))
+    names.append("error_over_time.png")
+    if last is not None:
+        left, camera, result = last
+        mask = result.validity.mask[0, 0].cpu().numpy()
+        depth = np.where(mask, result.validity.depth[0, 0].cpu().numpy(), np.nan).astype(np.float32)
+        finite = depth[np.isfinite(depth)]
+        lo, hi = (float(np.percentile(finite, 2)), float(np.percentile(finite, 98))) if finite.size else (0.0, 1.0)
+        cv2.imwrite(str(output / "depth_last_frame.png"), colorize(depth, lo, hi))
+        error = result.validity.photometric_error[0, 0].cpu().numpy()
+        cv2.imwrite(str(output / "reconstruction_error_last_frame.png"), colorize(error, 0.0, 0.3, cv2.COLORMAP_INFERNO))
+        rgb8 = np.clip(np.round(left * 255.0), 0, 255).astype(np.uint8)
+        xyz = pointcloud.depth_to_points(depth, camera.K_numpy())
+        cv2.imwrite(str(output / "cloud_last_frame.png"), render_cloud(xyz.reshape(-1, 3), rgb8.reshape(-1, 3)))
+        names += ["depth_last_frame.png", "reconstruction_error_last_frame.png", "cloud_last_frame.png"]
+        try:
+            import open3d as o3d
+
+            o3d.io.write_point_cloud(str(output / "cloud_last_frame.ply"), pointcloud.to_open3d(xyz, rgb8))
+            names.append("cloud_last_frame.ply")
+        except ImportError as exc:  # the report stays useful without Open3D
+            _say(f"no .ply written: {exc}")
+    return names
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -155,6 +200,9 @@ def markdown(report: dict[str, Any]) -> str:
                 v = values.get(key)
                 cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}")
             lines.append(f"| {arm} | {part.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    if report.get("figures"):
+        lines += ["", *[f"![{name}]({name})" for name in report["figures"] if name.endswith(".png")],
+                  "", "Point cloud of the last frame: `cloud_last_frame.ply`."]
     if not report["ground_truth"]:
         lines += ["", "The bag has no ground-truth depth: accuracy columns are empty; photometric error, density and time remain."]
     lines += ["", "Holes and invalid pixels count as errors (all GT pixels). 'adapted' adapts online after each frame; "
