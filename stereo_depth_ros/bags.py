@@ -21,7 +21,8 @@ from rosbags.typesys import Stores, get_typestore
 from .core.camera import StereoCamera
 from .core.synthetic import StereoSample, generate_sequence
 
-__all__ = ["BagError", "StereoTopics", "BagFrame", "write_synthetic_bag", "write_samples", "read_stereo_bag"]
+__all__ = ["BagError", "StereoTopics", "BagFrame", "write_synthetic_bag", "write_samples", "read_stereo_bag",
+           "raw_messages", "write_raw"]
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 _T = TYPESTORE.types
@@ -199,3 +200,38 @@ def read_stereo_bag(path: str | Path, topics: StereoTopics = StereoTopics(), req
                     yield BagFrame(key, parts["left"], parts["right"], li, ri, gt)
     finally:
         reader.close()
+
+
+def raw_messages(path: str | Path, topic_names: list[str]) -> Iterator[tuple[str, str, int, bytes]]:
+    """``(topic, msgtype, bag time ns, CDR bytes)`` of the given topics in bag-time order (for playback)."""
+    try:
+        reader = Reader(Path(path))
+        reader.open()
+    except Exception as exc:
+        raise BagError(f"cannot open rosbag2 {path}: {exc}") from exc
+    try:
+        available = {c.topic for c in reader.connections}
+        missing = [t for t in topic_names if t not in available]
+        if missing:
+            raise BagError(f"{path} lacks topic(s) {missing}; it has {sorted(available)}")
+        wanted = [c for c in reader.connections if c.topic in topic_names]
+        for connection, timestamp, raw in reader.messages(connections=wanted):
+            yield connection.topic, connection.msgtype, int(timestamp), bytes(raw)
+    finally:
+        reader.close()
+
+
+def write_raw(path: str | Path, messages: list[tuple[str, str, int, bytes]], storage: str = "mcap") -> Path:
+    """Write ``(topic, msgtype, time ns, CDR bytes)`` records (e.g. recorded node outputs) as a rosbag2."""
+    path = Path(path)
+    if path.exists():
+        raise ValueError(f"path: {path} already exists (rosbag2 writes a new folder)")
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        connections: dict[str, object] = {}
+        for topic, msgtype, timestamp, raw in sorted(messages, key=lambda m: m[2]):
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+            writer.write(connections[topic], timestamp, raw)
+    return path
+

@@ -42,3 +42,14 @@ def test_invalid_values_are_named(change, message):
 
 def test_integers_are_accepted_for_floats():
     assert config_from_values({**defaults(), "slop": 0}).slop == 0.0
+
+
+def test_values_from_a_params_file_overlay_the_defaults(tmp_path):
+    from stereo_depth_ros.ros.params import values_from_yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    validity:\n      max_depth: 20.0\n"
+                    "/cam/stereo_depth:\n  ros__parameters:\n    queue_size: 7\nother_node:\n  ros__parameters:\n    slop: 0.5\n")
+    values = values_from_yaml(str(path))
+    assert values["validity.max_depth"] == 20.0 and values["queue_size"] == 7 and values["slop"] == 0.01
+    assert config_from_values(values).validity().max_depth == 20.0

@@ -209,3 +209,25 @@ def defaults() -> dict[str, Any]:
 
 def names() -> Iterable[str]:
     return (p.name for p in PARAMS)
+
+
+def values_from_yaml(path: str, node_name: str = "stereo_depth") -> dict[str, Any]:
+    """Parameter values (defaults overlaid with a ROS 2 params file's ``/**`` and node sections)."""
+    import yaml
+
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    values = defaults()
+
+    def flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flatten(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    for section, content in data.items():
+        if section.strip("/").split("/")[-1] in ("**", node_name) and isinstance(content, dict):
+            values.update(dict(flatten(content.get("ros__parameters", {}))))
+    return values
+

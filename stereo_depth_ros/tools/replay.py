@@ -1,6 +1,6 @@
 """Evaluate the stereo pipeline on a rosbag2, frame by frame.
 
-    python -m stereo_depth_ros.tools.replay BAG --mode offline --output replay_report [--adaptation mad]
+    python -m stereo_depth_ros.tools.replay BAG --mode replay|offline --output replay_report [--adaptation mad]
 
 ``offline``: runs the node's own per-frame pipeline (:func:`~stereo_depth_ros.core.pipeline.process_frame`)
 on the bag's frames without a ROS graph, as fast as the machine allows, in three arms on the same
@@ -12,7 +12,12 @@ sequence and over its first and last thirds (adaptation at work). Writes ``metri
 ``metrics.csv``, ``report.md``, PNG figures (error over time per arm; the last frame's depth colour
 map, reconstruction error and rendered point cloud) and the last frame's cloud as ``.ply``.
 
-(The ``replay`` mode through a live node is not implemented yet.)
+``replay``: starts the real node in its own process from a params file (the one users launch
+with), plays the bag into the ROS graph with its original timing x ``--rate`` (optionally
+publishing ``/clock`` for ``use_sim_time``), records the node's outputs (disparity, depth,
+diagnostics) into ``<output>/node_output`` (a rosbag2), and evaluates them; the frozen network and
+SGBM run on the same frames in this process for comparison. Frames the node skipped or dropped
+count as all-hole frames in the node's scores.
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ import json
 import math
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..bags import BagError, StereoTopics, read_stereo_bag
+from ..bags import BagError, StereoTopics, raw_messages, read_stereo_bag
 from ..core.adaptation import AdaptationConfig, OnlineAdapter
 from ..core.masks import ValidityConfig
 from ..core.metrics import aggregate, evaluate_disparity
@@ -37,6 +42,7 @@ from ..core.network.estimator import image_to_tensor, prepare_for_inference
 from ..core.network.weights import load_model
 from ..core.pipeline import process_frame
 from ..core.sgbm import SgbmBackend
+from ..ros.params import config_from_values, values_from_yaml
 from ..ros.conversions import image_to_rgb_float
 
 ARMS = ("adapted", "frozen", "sgbm")
@@ -58,7 +64,8 @@ def _frame_metrics(pred: np.ndarray, gt_disp: np.ndarray | None, focal: float, b
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     evaluations = [r["evaluation"] for r in rows if r.get("evaluation") is not None]
-    out: dict[str, float] = {"frames": len(rows), "time_ms": float(np.median([r["time_ms"] for r in rows]))}
+    times = [r["time_ms"] for r in rows if r.get("time_ms") is not None and np.isfinite(r["time_ms"])]
+    out: dict[str, float] = {"frames": len(rows), "time_ms": float(np.median(times)) if times else float("nan")}
     if evaluations:
         ev = aggregate(evaluations)
         m = ev.all.metrics()
@@ -72,68 +79,73 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: AdaptationConfig, validity: ValidityConfig,
-                weights: str | None = None, max_frames: int | None = None, device: str = "cpu") -> dict[str, Any]:
-    """Evaluate the three arms on the bag's frames; write the report; return its content."""
-    output.mkdir(parents=True, exist_ok=True)
-    adapted_model, meta = load_model(weights, device)
-    frozen_model = prepare_for_inference(load_model(weights, device)[0], device)
-    adapter = OnlineAdapter(adapted_model, adaptation)
-    sgbm = SgbmBackend()
-    per_frame: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
-    has_gt = None
-    last_products = None
+@dataclass
+class _Frame:
+    index: int
+    stamp_ns: int
+    camera: Any
+    left: np.ndarray
+    right: np.ndarray
+    left_t: Any
+    right_t: Any
+    gt_disp: np.ndarray | None
+
+
+def _frames(bag: Path, topics: StereoTopics, device: str, max_frames: int | None) -> Iterator[_Frame]:
     for index, frame in enumerate(read_stereo_bag(bag, topics)):
         if max_frames is not None and index >= max_frames:
-            break
+            return
         camera = frame.camera()
         left, right = image_to_rgb_float(frame.left), image_to_rgb_float(frame.right)
-        left_t, right_t = image_to_tensor(left, device), image_to_tensor(right, device)
         gt_disp = None
         if frame.ground_truth_depth is not None:
             z = frame.ground_truth_depth
-            gt_disp = np.where(np.isfinite(z) & (z > 0), camera.fx * camera.baseline / np.where(z > 0, z, 1.0), np.nan).astype(np.float32)
-        has_gt = gt_disp is not None if has_gt is None else has_gt
-        for arm, model in (("adapted", adapted_model), ("frozen", frozen_model)):
-            start = time.perf_counter()
-            was_training = model.training
-            model.eval()
-            result = process_frame(model, left_t, right_t, camera, validity)
-            model.train(was_training)
-            elapsed = 1000 * (time.perf_counter() - start)
-            mask = result.validity.mask[0, 0].cpu().numpy()
-            pred = np.where(mask, result.disparity_left[0, 0].float().cpu().numpy(), np.nan)
-            row = {"frame": index, "stamp_ns": frame.stamp_ns, "time_ms": elapsed,
-                   "photometric_error": float(result.validity.photometric_error.mean()),
-                   **_frame_metrics(pred, gt_disp, camera.fx, camera.baseline)}
-            if arm == "adapted":
-                last_products = (left, camera, result)
-                step = adapter.step(left_t, right_t)
-                row.update({"adaptation_status": step.status, "adaptation_loss": step.loss,
-                            "adaptation_ms": 1000 * step.seconds, "rollbacks": adapter.rollbacks})
-            per_frame[arm].append(row)
-        start = time.perf_counter()
-        pred = sgbm(left, right)
-        per_frame["sgbm"].append({"frame": index, "stamp_ns": frame.stamp_ns, "time_ms": 1000 * (time.perf_counter() - start),
-                                  "photometric_error": None, **_frame_metrics(pred, gt_disp, camera.fx, camera.baseline)})
-        if (index + 1) % 10 == 0:
-            _say(f"frame {index + 1}: EPE adapted {per_frame['adapted'][-1].get('epe', float('nan')):.2f}, "
-                 f"frozen {per_frame['frozen'][-1].get('epe', float('nan')):.2f}, sgbm {per_frame['sgbm'][-1].get('epe', float('nan')):.2f}")
+            ok = np.isfinite(z) & (z > 0)
+            gt_disp = np.where(ok, camera.fx * camera.baseline / np.where(ok, z, 1.0), np.nan).astype(np.float32)
+        yield _Frame(index, frame.stamp_ns, camera, left, right, image_to_tensor(left, device), image_to_tensor(right, device), gt_disp)
+
+
+def _network_row(model: Any, f: _Frame, validity: ValidityConfig) -> tuple[dict[str, Any], Any]:
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    result = process_frame(model, f.left_t, f.right_t, f.camera, validity)
+    model.train(was_training)
+    elapsed = 1000 * (time.perf_counter() - start)
+    mask = result.validity.mask[0, 0].cpu().numpy()
+    pred = np.where(mask, result.disparity_left[0, 0].float().cpu().numpy(), np.nan)
+    row = {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": elapsed,
+           "photometric_error": float(result.validity.photometric_error.mean()),
+           **_frame_metrics(pred, f.gt_disp, f.camera.fx, f.camera.baseline)}
+    return row, result
+
+
+def _sgbm_row(sgbm: SgbmBackend, f: _Frame) -> dict[str, Any]:
+    start = time.perf_counter()
+    pred = sgbm(f.left, f.right)
+    return {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": 1000 * (time.perf_counter() - start),
+            "photometric_error": None, **_frame_metrics(pred, f.gt_disp, f.camera.fx, f.camera.baseline)}
+
+
+def _progress(per_frame: dict[str, list[dict[str, Any]]], index: int) -> None:
+    if (index + 1) % 10 == 0:
+        _say(f"frame {index + 1}: EPE " + ", ".join(f"{arm} {rows[-1].get('epe', float('nan')):.2f}"
+                                                    for arm, rows in per_frame.items() if rows))
+
+
+def _finish(output: Path, mode: str, bag: Path, per_frame: dict[str, list[dict[str, Any]]], last: Any, has_gt: bool,
+            extra: dict[str, Any]) -> dict[str, Any]:
     n = len(per_frame["frozen"])
     if n == 0:
         raise BagError(f"{bag} holds no complete stereo frame on the chosen topics")
     third = max(1, n // 3)
     summary = {arm: {"all": _summary(rows), "first_third": _summary(rows[:third]), "last_third": _summary(rows[-third:])}
                for arm, rows in per_frame.items()}
-    summary["adapted"]["all"]["rollbacks"] = adapter.rollbacks
-    summary["adapted"]["all"]["steps"] = adapter.steps
-    report = {
-        "bag": str(bag), "mode": "offline", "frames": n, "ground_truth": bool(has_gt),
-        "adaptation": adaptation.__dict__, "validity": validity.__dict__, "weights": meta.get("training_command"),
-        "summary": summary,
-        "frames_detail": {arm: [{k: v for k, v in r.items() if k != "evaluation"} for r in rows] for arm, rows in per_frame.items()},
-    }
-    (output / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    if "adaptation_steps" in extra and "adapted" in summary:
+        summary["adapted"]["all"].update(steps=extra["adaptation_steps"], rollbacks=extra["rollbacks"])
+    report = {"bag": str(bag), "mode": mode, "frames": n, "ground_truth": bool(has_gt), **extra, "summary": summary,
+              "frames_detail": {arm: [{k: v for k, v in r.items() if k != "evaluation"} for r in rows]
+                                for arm, rows in per_frame.items()}}
     with open(output / "metrics.csv", "w", newline="") as f:
         keys = sorted({k for rows in report["frames_detail"].values() for r in rows for k in r})
         writer = csv.DictWriter(f, fieldnames=["arm"] + keys)
@@ -141,11 +153,233 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
         for arm, rows in report["frames_detail"].items():
             for r in rows:
                 writer.writerow({"arm": arm, **r})
-    figures = write_figures(output, per_frame, last_products, bool(has_gt))
-    report["figures"] = figures
+    report["figures"] = write_figures(output, per_frame, last, bool(has_gt))
     (output / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     (output / "report.md").write_text(markdown(report) + "\n")
     return report
+
+
+def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: AdaptationConfig, validity: ValidityConfig,
+                weights: str | None = None, max_frames: int | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Evaluate the adapted and frozen network and SGBM on the bag's frames; write the report."""
+    output.mkdir(parents=True, exist_ok=True)
+    adapted_model, meta = load_model(weights, device)
+    frozen_model = prepare_for_inference(load_model(weights, device)[0], device)
+    adapter = OnlineAdapter(adapted_model, adaptation)
+    sgbm = SgbmBackend()
+    per_frame: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+    has_gt, last = False, None
+    for f in _frames(bag, topics, device, max_frames):
+        has_gt = f.gt_disp is not None
+        row, result = _network_row(adapted_model, f, validity)
+        step = adapter.step(f.left_t, f.right_t)
+        row.update({"adaptation_status": step.status, "adaptation_loss": step.loss,
+                    "adaptation_ms": 1000 * step.seconds, "rollbacks": adapter.rollbacks})
+        per_frame["adapted"].append(row)
+        last = (f.left, f.camera, result)
+        per_frame["frozen"].append(_network_row(frozen_model, f, validity)[0])
+        per_frame["sgbm"].append(_sgbm_row(sgbm, f))
+        _progress(per_frame, f.index)
+    extra = {"adaptation": adaptation.__dict__, "validity": validity.__dict__, "weights": meta.get("training_command"),
+             "adaptation_steps": adapter.steps, "rollbacks": adapter.rollbacks}
+    return _finish(output, "offline", bag, per_frame, last, has_gt, extra)
+
+
+@dataclass
+class PlayResult:
+    """What a replay through the live node produced."""
+
+    disparities: dict[int, Any]
+    latency_ms: dict[int, float]
+    recorded: list[tuple[str, str, int, bytes]]
+    diagnostics: list[Any]
+    node_log: str
+    node_returncode: int | None
+
+
+def play_into_node(bag: Path, topics: StereoTopics, params_file: Path, namespace: str = "/stereo", rate: float = 1.0,
+                   clock: bool = False, domain_id: int | None = None, settle: float = 5.0, timeout: float = 120.0,
+                   lockstep: bool = False) -> PlayResult:
+    """Start the node (own process), play the bag into it, record its outputs, stop it with SIGINT.
+
+    With ``lockstep`` each frame is published once the previous frame's output arrived (or after
+    ``settle`` seconds): no frame is dropped, for deterministic evaluation through the live node;
+    otherwise the bag's timing x ``rate`` is kept and the node drops what it cannot keep up with.
+    """
+    import os
+    import signal
+    import subprocess
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+    from rclpy.serialization import deserialize_message, serialize_message
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import CameraInfo, Image
+    from diagnostic_msgs.msg import DiagnosticArray
+    from stereo_msgs.msg import DisparityImage
+
+    if rate <= 0:
+        raise ValueError(f"rate: expected a positive factor, got {rate}")
+    domain = domain_id if domain_id is not None else 100 + os.getpid() % 100
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    profile = Path(__file__).resolve().parents[2] / "config" / "fastdds_profile.xml"
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+    if profile.is_file():
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+    command = [sys.executable, "-m", "stereo_depth_ros.ros.node", "--ros-args", "--params-file", str(params_file),
+               "-r", f"__ns:={ns or '/'}", "-r", f"left/image_rect:={topics.left_image}", "-r", f"right/image_rect:={topics.right_image}",
+               "-r", f"left/camera_info:={topics.left_info}", "-r", f"right/camera_info:={topics.right_info}"]
+    if clock:
+        command += ["-p", "use_sim_time:=true"]
+    _say(f"starting the node: {' '.join(command[2:])}")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_lines: list[str] = []
+    reader = threading.Thread(target=lambda: log_lines.extend(process.stdout), daemon=True)
+    reader.start()
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    player = Node("stereo_depth_replay", context=context)
+    qos = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+    types = {topics.left_image: Image, topics.right_image: Image, topics.left_info: CameraInfo, topics.right_info: CameraInfo}
+    publishers = {topic: player.create_publisher(t, topic, qos) for topic, t in types.items()}
+    clock_pub = player.create_publisher(Clock, "/clock", 10) if clock else None
+    lock = threading.Lock()
+    disparities: dict[int, Any] = {}
+    received_at: dict[int, float] = {}
+    recorded: list[tuple[str, str, int, bytes]] = []
+    diagnostics: list[Any] = []
+    last_output = [time.monotonic()]
+
+    def record(topic: str, msgtype: str, msg: Any) -> None:
+        with lock:
+            recorded.append((topic, msgtype, time.time_ns(), bytes(serialize_message(msg))))
+            if msgtype == "stereo_msgs/msg/DisparityImage":
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                disparities[stamp] = msg
+                received_at[stamp] = time.monotonic()
+                last_output[0] = time.monotonic()
+            elif msgtype == "diagnostic_msgs/msg/DiagnosticArray":
+                diagnostics.append(msg)
+
+    player.create_subscription(DisparityImage, f"{ns}/disparity", lambda m: record(f"{ns}/disparity", "stereo_msgs/msg/DisparityImage", m), qos)
+    player.create_subscription(Image, f"{ns}/depth/image", lambda m: record(f"{ns}/depth/image", "sensor_msgs/msg/Image", m), qos)
+    player.create_subscription(DiagnosticArray, "/diagnostics", lambda m: record("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", m), 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(player)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    published_at: dict[int, float] = {}
+    try:
+        deadline = time.monotonic() + timeout
+        while not all(p.get_subscription_count() > 0 for p in publishers.values()) or player.count_publishers(f"{ns}/disparity") == 0:
+            if process.poll() is not None:
+                raise RuntimeError("the node exited before the replay started:\n" + "".join(log_lines[-30:]))
+            if time.monotonic() > deadline:
+                raise RuntimeError("the node did not connect within the timeout:\n" + "".join(log_lines[-30:]))
+            time.sleep(0.1)
+        messages = list(raw_messages(bag, list(types)))
+        if not messages:
+            raise BagError(f"{bag} holds no messages on {list(types)}")
+        _say(f"playing {len(messages)} messages at x{rate:g}{' with /clock' if clock else ''}")
+        bag_start, wall_start = messages[0][2], time.monotonic()
+        last_clock = None
+        waiting_for: int | None = None
+        for topic, _, timestamp, raw in messages:
+            if lockstep:
+                if waiting_for is not None and topic == topics.left_info:
+                    end = time.monotonic() + settle
+                    while time.monotonic() < end:
+                        with lock:
+                            if waiting_for in disparities:
+                                break
+                        time.sleep(0.01)
+                    waiting_for = None
+            else:
+                delay = wall_start + (timestamp - bag_start) / 1e9 / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            if clock_pub is not None and timestamp != last_clock:
+                tick = Clock()
+                tick.clock.sec, tick.clock.nanosec = timestamp // 1_000_000_000, timestamp % 1_000_000_000
+                clock_pub.publish(tick)
+                last_clock = timestamp
+            msg = deserialize_message(raw, types[topic])
+            if topic == topics.left_image:
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                published_at[stamp] = time.monotonic()
+                waiting_for = stamp
+            publishers[topic].publish(msg)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with lock:
+                done = len(disparities) >= len(published_at)
+                quiet = time.monotonic() - last_output[0] > settle
+            if done or quiet:
+                break
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(timeout=5)
+        executor.shutdown()
+        player.destroy_node()
+        rclpy.shutdown(context=context)
+    latency = {s: 1000 * (received_at[s] - published_at[s]) for s in disparities if s in published_at}
+    return PlayResult(disparities, latency, recorded, diagnostics, "".join(log_lines), process.returncode)
+
+
+def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path, validity: ValidityConfig,
+               weights: str | None = None, rate: float = 1.0, clock: bool = False, namespace: str = "/stereo",
+               domain_id: int | None = None, lockstep: bool = False) -> dict[str, Any]:
+    """Replay the bag through the live node, then score its outputs next to the frozen network and SGBM."""
+    from ..bags import write_raw
+    from ..ros.conversions import image_to_numpy
+
+    output.mkdir(parents=True, exist_ok=True)
+    played = play_into_node(bag, topics, params_file, namespace, rate, clock, domain_id, lockstep=lockstep)
+    (output / "node.log").write_text(played.node_log)
+    recorded_bag = output / "node_output"
+    if recorded_bag.exists():
+        import shutil
+
+        shutil.rmtree(recorded_bag)
+    write_raw(recorded_bag, played.recorded)
+    frozen_model = prepare_for_inference(load_model(weights)[0], "cpu")
+    sgbm = SgbmBackend()
+    per_frame: dict[str, list[dict[str, Any]]] = {"node": [], "frozen": [], "sgbm": []}
+    has_gt, last = False, None
+    for f in _frames(bag, topics, "cpu", None):
+        has_gt = f.gt_disp is not None
+        msg = played.disparities.get(f.stamp_ns)
+        if msg is not None:
+            d = image_to_numpy(msg.image).astype(np.float32)
+            pred = np.where(np.isfinite(d) & (d >= msg.min_disparity) & (d > 0), d, np.nan)
+        else:
+            pred = np.full(f.left.shape[:2], np.nan, np.float32)  # skipped or dropped by the node
+        row = {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": played.latency_ms.get(f.stamp_ns, float("nan")),
+               "published": msg is not None, "photometric_error": None,
+               **_frame_metrics(pred, f.gt_disp, f.camera.fx, f.camera.baseline)}
+        per_frame["node"].append(row)
+        frozen_row, result = _network_row(frozen_model, f, validity)
+        per_frame["frozen"].append(frozen_row)
+        last = (f.left, f.camera, result)
+        per_frame["sgbm"].append(_sgbm_row(sgbm, f))
+        _progress(per_frame, f.index)
+    adaptation = [kv for array in played.diagnostics[-1:] for status in array.status if status.name.endswith(": adaptation")
+                  for kv in status.values]
+    extra = {"params_file": str(params_file), "rate": rate, "clock": clock, "lockstep": lockstep, "node_returncode": played.node_returncode,
+             "frames_published": sum(r["published"] for r in per_frame["node"]),
+             "node_adaptation": {kv.key: kv.value for kv in adaptation}, "recorded_bag": str(recorded_bag),
+             "weights": load_model(weights)[1].get("training_command")}
+    return _finish(output, "replay", bag, per_frame, last, has_gt, extra)
 
 
 def write_figures(output: Path, per_frame: dict[str, list[dict[str, Any]]], last: Any, has_gt: bool) -> list[str]:
@@ -206,14 +440,23 @@ def markdown(report: dict[str, Any]) -> str:
     if not report["ground_truth"]:
         lines += ["", "The bag has no ground-truth depth: accuracy columns are empty; photometric error, density and time remain."]
     lines += ["", "Holes and invalid pixels count as errors (all GT pixels). 'adapted' adapts online after each frame; "
-              "'frozen' is the shipped network; 'sgbm' is OpenCV SGBM (stereo_image_proc's algorithm)."]
+              "'frozen' is the shipped network; 'node' is the live node's published output (replay mode); "
+              "'sgbm' is OpenCV SGBM (stereo_image_proc's algorithm)."]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("bag", type=Path)
-    p.add_argument("--mode", choices=("offline",), default="offline")
+    p.add_argument("--mode", choices=("replay", "offline"), default="offline")
+    p.add_argument("--params-file", type=Path, default=Path(__file__).resolve().parents[2] / "config" / "stereo_depth.yaml",
+                   help="node parameters (the file users launch with): the node's in --mode replay, and the "
+                        "validity thresholds of every arm in both modes")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (--mode replay)")
+    p.add_argument("--clock", action="store_true", help="publish /clock and run the node with use_sim_time")
+    p.add_argument("--lockstep", action="store_true",
+                   help="--mode replay: publish each frame after the previous output (no drops; ignores timing)")
+    p.add_argument("--namespace", default="/stereo", help="node namespace (--mode replay)")
     p.add_argument("--output", type=Path, default=Path("replay_report"))
     p.add_argument("--adaptation", choices=("full", "mad", "none"), default="mad")
     p.add_argument("--image-loss", choices=("ssim_l1", "census"), default="ssim_l1")
@@ -226,8 +469,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     topics = StereoTopics(**{k: getattr(args, k) for k in StereoTopics().__dict__})
     adaptation = replace(AdaptationConfig(), mode=args.adaptation, image_loss=args.image_loss, learning_rate=args.learning_rate)
+    # The thresholds the node runs with (its params file), so every arm is masked alike.
+    validity = config_from_values(values_from_yaml(str(args.params_file))).validity()
     try:
-        report = run_offline(args.bag, args.output, topics, adaptation, ValidityConfig(), args.weights, args.max_frames, args.device)
+        if args.mode == "offline":
+            report = run_offline(args.bag, args.output, topics, adaptation, validity, args.weights, args.max_frames, args.device)
+        else:
+            report = run_replay(args.bag, args.output, topics, args.params_file, validity, args.weights, args.rate,
+                                args.clock, args.namespace, lockstep=args.lockstep)
     except BagError as exc:
         print(f"[replay] {exc}", file=sys.stderr)
         return 2
