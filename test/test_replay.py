@@ -81,3 +81,13 @@ def test_replay_through_the_live_node_agrees_with_offline(bag, tmp_path):
 
     topics = {t for t, *_ in raw_messages(replay_out / "node_output", ["/stereo/disparity", "/stereo/depth/image"])}
     assert topics == {"/stereo/disparity", "/stereo/depth/image"}
+
+
+def test_demo_runs_the_node_on_a_replayed_bag(tmp_path, capsys):
+    from stereo_depth_ros.tools.demo import main as demo
+
+    assert demo(["--output", str(tmp_path / "demo"), "--frames", "4", "--size", "128x96"]) == 0
+    printed = capsys.readouterr().out
+    assert "| with adaptation (node) |" in printed and "| SGBM (stereo_image_proc) |" in printed
+    assert "frames published 4/4" in printed
+    assert (tmp_path / "demo" / "report" / "report.md").is_file() and (tmp_path / "demo" / "summary.md").is_file()
