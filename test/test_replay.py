@@ -91,3 +91,20 @@ def test_demo_runs_the_node_on_a_replayed_bag(tmp_path, capsys):
     assert "| with adaptation (node) |" in printed and "| SGBM (stereo_image_proc) |" in printed
     assert "frames published 4/4" in printed
     assert (tmp_path / "demo" / "report" / "report.md").is_file() and (tmp_path / "demo" / "summary.md").is_file()
+
+
+def test_replay_reports_the_nodes_adaptation_per_frame(bag, tmp_path):
+    import yaml
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "device": "cpu", "sensor_qos": "reliable", "diagnostics": {"period": 0.1},
+        "adaptation": {"enabled": True, "mode": "full"}}}}))
+    assert main([str(bag), "--mode", "replay", "--output", str(tmp_path / "r"), "--params-file", str(params), "--lockstep"]) == 0
+    report = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    rows = [r for r in report["frames_detail"]["node"] if "adaptation_steps" in r]
+    assert rows and all(r["adaptation_mode"] == "full" and "rollbacks" in r for r in rows)
+    steps = [r["adaptation_steps"] for r in rows]
+    assert steps == sorted(steps)  # the node's counter as of each frame's output
+    assert report["node_adaptation"]["mode"] == "full" and int(report["node_adaptation"]["steps"]) >= 1
+    assert float(report["node_adaptation"]["learning_rate"]) == pytest.approx(1e-5)

@@ -399,7 +399,7 @@ class StereoDepthNode(Node):
         now = time.monotonic()
         s, c = self.stats, self.config
         name = self.get_name()
-        kv = lambda k, v: KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+        kv = lambda k, v: KeyValue(key=k, value=f"{v:.6g}" if isinstance(v, float) else str(v))  # noqa: E731
         statuses = []
 
         inputs = self.subscriber.stats()

@@ -92,7 +92,10 @@ class _Frame:
 
 
 def _frames(bag: Path, topics: StereoTopics, device: str, max_frames: int | None) -> Iterator[_Frame]:
-    for index, frame in enumerate(read_stereo_bag(bag, topics)):
+    from tqdm import tqdm
+
+    for index, frame in enumerate(tqdm(read_stereo_bag(bag, topics), desc="evaluating", unit="frame", file=sys.stderr,
+                                       total=max_frames, leave=False)):
         if max_frames is not None and index >= max_frames:
             return
         camera = frame.camera()
@@ -190,6 +193,7 @@ class PlayResult:
     """What a replay through the live node produced."""
 
     disparities: dict[int, Any]
+    received_at: dict[int, float]
     latency_ms: dict[int, float]
     recorded: list[tuple[str, str, int, bytes]]
     diagnostics: list[Any]
@@ -263,7 +267,7 @@ def play_into_node(bag: Path, topics: StereoTopics, params_file: Path, namespace
                 received_at[stamp] = time.monotonic()
                 last_output[0] = time.monotonic()
             elif msgtype == "diagnostic_msgs/msg/DiagnosticArray":
-                diagnostics.append(msg)
+                diagnostics.append((time.monotonic(), msg))
 
     player.create_subscription(DisparityImage, f"{ns}/disparity", lambda m: record(f"{ns}/disparity", "stereo_msgs/msg/DisparityImage", m), qos)
     player.create_subscription(Image, f"{ns}/depth/image", lambda m: record(f"{ns}/depth/image", "sensor_msgs/msg/Image", m), qos)
@@ -333,7 +337,32 @@ def play_into_node(bag: Path, topics: StereoTopics, params_file: Path, namespace
         player.destroy_node()
         rclpy.shutdown(context=context)
     latency = {s: 1000 * (received_at[s] - published_at[s]) for s in disparities if s in published_at}
-    return PlayResult(disparities, latency, recorded, diagnostics, "".join(log_lines), process.returncode)
+    return PlayResult(disparities, received_at, latency, recorded, diagnostics, "".join(log_lines), process.returncode)
+
+
+def _adaptation_at(played: PlayResult, when: float | None) -> dict[str, Any]:
+    """The node's adaptation state (mode, steps, loss, rollbacks) from its latest diagnostics
+    received before ``when`` (the frame's output); empty when none came yet."""
+    if when is None:  # the node never published this frame
+        return {}
+    latest = None
+    for received, array in played.diagnostics:
+        if received > when:
+            break
+        latest = array
+    if latest is None:
+        return {}
+    for status in latest.status:
+        if status.name.endswith(": adaptation"):
+            values = {kv.key: kv.value for kv in status.values}
+            out: dict[str, Any] = {"adaptation_mode": values.get("mode")}
+            for key, name in (("steps", "adaptation_steps"), ("rollbacks", "rollbacks"), ("loss", "adaptation_loss")):
+                try:
+                    out[name] = float(values[key])
+                except (KeyError, ValueError):
+                    pass
+            return out
+    return {}
 
 
 def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path, validity: ValidityConfig,
@@ -366,6 +395,7 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
             pred = np.full(f.left.shape[:2], np.nan, np.float32)  # skipped or dropped by the node
         row = {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": played.latency_ms.get(f.stamp_ns, float("nan")),
                "published": msg is not None, "photometric_error": None,
+               **_adaptation_at(played, played.received_at.get(f.stamp_ns)),
                **_frame_metrics(pred, f.gt_disp, f.camera.fx, f.camera.baseline)}
         per_frame["node"].append(row)
         frozen_row, result = _network_row(frozen_model, f, validity)
@@ -373,7 +403,7 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
         last = (f.left, f.camera, result)
         per_frame["sgbm"].append(_sgbm_row(sgbm, f))
         _progress(per_frame, f.index)
-    adaptation = [kv for array in played.diagnostics[-1:] for status in array.status if status.name.endswith(": adaptation")
+    adaptation = [kv for _, array in played.diagnostics[-1:] for status in array.status if status.name.endswith(": adaptation")
                   for kv in status.values]
     extra = {"params_file": str(params_file), "rate": rate, "clock": clock, "lockstep": lockstep, "node_returncode": played.node_returncode,
              "frames_published": sum(r["published"] for r in per_frame["node"]),
