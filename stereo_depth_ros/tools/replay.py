@@ -157,6 +157,7 @@ def _finish(output: Path, mode: str, bag: Path, per_frame: dict[str, list[dict[s
             for r in rows:
                 writer.writerow({"arm": arm, **r})
     report["figures"] = write_figures(output, per_frame, last, bool(has_gt))
+    report["figures_source"] = "adapted network (offline)" if mode == "offline" else "frozen network, recomputed offline"
     (output / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     (output / "report.md").write_text(markdown(report) + "\n")
     return report
@@ -466,7 +467,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {arm} | {part.replace('_', ' ')} | " + " | ".join(cells) + " |")
     if report.get("figures"):
         lines += ["", *[f"![{name}]({name})" for name in report["figures"] if name.endswith(".png")],
-                  "", "Point cloud of the last frame: `cloud_last_frame.ply`."]
+                  "", f"Last-frame depth, reconstruction error and point cloud (`cloud_last_frame.ply`) of the "
+                  f"{report.get('figures_source', 'network')}."]
     if not report["ground_truth"]:
         lines += ["", "The bag has no ground-truth depth: accuracy columns are empty; photometric error, density and time remain."]
     lines += ["", "Holes and invalid pixels count as errors (all GT pixels). 'adapted' adapts online after each frame; "
