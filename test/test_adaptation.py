@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from stereo_depth_ros.core.adaptation import AdaptationConfig, AdaptationWorker, OnlineAdapter, load_adapted_or_default
-from stereo_depth_ros.core.network import StereoNet
 from stereo_depth_ros.core.network.estimator import image_to_tensor
-from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS, load_model
+from stereo_depth_ros.core.network.weights import load_model
 from stereo_depth_ros.core.synthetic import generate_sequence
 
 H, W = 96, 160

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from stereo_depth_ros.core.camera import StereoCamera
 from stereo_depth_ros.core.masks import ValidityConfig

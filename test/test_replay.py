@@ -62,7 +62,6 @@ def test_missing_topics_give_a_clear_message(bag, tmp_path, capsys):
 def test_replay_through_the_live_node_agrees_with_offline(bag, tmp_path):
     import yaml
 
-    from stereo_depth_ros.bags import read_stereo_bag  # noqa: F401  (the bag is readable before we start)
 
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
