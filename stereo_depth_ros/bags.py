@@ -155,17 +155,23 @@ def write_synthetic_bag(
     return write_samples(path, generate_sequence(seed, num_frames, width, height, domain), rate_hz, storage, topics)
 
 
+def _open(path: str | Path) -> Reader:
+    """An opened rosbags Reader; any failure becomes a :class:`BagError` naming the path."""
+    try:
+        reader = Reader(Path(path))
+        reader.open()
+    except Exception as exc:  # rosbags raises its own error types for every kind of bad bag
+        raise BagError(f"cannot open rosbag2 {path}: {exc}") from exc
+    return reader
+
+
 def read_stereo_bag(path: str | Path, topics: StereoTopics = StereoTopics(), require_ground_truth: bool = False) -> Iterator[BagFrame]:
     """Stereo frames of a rosbag2 in stamp order, paired by header stamp.
 
     Raises:
         BagError: unreadable bag, or a required topic missing (the message lists what the bag has).
     """
-    try:
-        reader = Reader(Path(path))
-        reader.open()
-    except Exception as exc:  # rosbags raises its own error types for every kind of bad bag
-        raise BagError(f"cannot open rosbag2 {path}: {exc}") from exc
+    reader = _open(path)
     try:
         available = {c.topic: c.msgtype for c in reader.connections}
         required = [topics.left_image, topics.right_image, topics.left_info, topics.right_info]
@@ -204,11 +210,7 @@ def read_stereo_bag(path: str | Path, topics: StereoTopics = StereoTopics(), req
 
 def raw_messages(path: str | Path, topic_names: list[str]) -> Iterator[tuple[str, str, int, bytes]]:
     """``(topic, msgtype, bag time ns, CDR bytes)`` of the given topics in bag-time order (for playback)."""
-    try:
-        reader = Reader(Path(path))
-        reader.open()
-    except Exception as exc:
-        raise BagError(f"cannot open rosbag2 {path}: {exc}") from exc
+    reader = _open(path)
     try:
         available = {c.topic for c in reader.connections}
         missing = [t for t in topic_names if t not in available]

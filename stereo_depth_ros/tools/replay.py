@@ -23,6 +23,7 @@ count as all-hole frames in the node's scores.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -168,7 +169,7 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
     """Evaluate the adapted and frozen network and SGBM on the bag's frames; write the report."""
     output.mkdir(parents=True, exist_ok=True)
     adapted_model, meta = load_model(weights, device)
-    frozen_model = prepare_for_inference(load_model(weights, device)[0], device)
+    frozen_model = prepare_for_inference(copy.deepcopy(adapted_model), device)
     adapter = OnlineAdapter(adapted_model, adaptation)
     sgbm = SgbmBackend()
     per_frame: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
@@ -382,7 +383,8 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
 
         shutil.rmtree(recorded_bag)
     write_raw(recorded_bag, played.recorded)
-    frozen_model = prepare_for_inference(load_model(weights)[0], "cpu")
+    frozen_model, meta = load_model(weights)
+    frozen_model = prepare_for_inference(frozen_model, "cpu")
     sgbm = SgbmBackend()
     per_frame: dict[str, list[dict[str, Any]]] = {"node": [], "frozen": [], "sgbm": []}
     has_gt, last = False, None
@@ -409,7 +411,7 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
     extra = {"params_file": str(params_file), "rate": rate, "clock": clock, "lockstep": lockstep, "node_returncode": played.node_returncode,
              "frames_published": sum(r["published"] for r in per_frame["node"]),
              "node_adaptation": {kv.key: kv.value for kv in adaptation}, "recorded_bag": str(recorded_bag),
-             "weights": load_model(weights)[1].get("training_command")}
+             "weights": meta.get("training_command")}
     return _finish(output, "replay", bag, per_frame, last, has_gt, extra)
 
 
