@@ -124,3 +124,19 @@ def test_census_error_ignores_gain_and_gamma_but_sees_shifts():
     assert torch.autograd.gradcheck(lambda a, b: L.census_error(a, b, size=3), (y, z))
     with pytest.raises(ValueError, match="odd window"):
         L.census_error(x, x, size=4)
+
+
+def test_ssim_equals_the_textbook_window_formula():
+    """ssim works on window sums; it must equal the mean/variance formula with avg_pool2d."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(7)
+    x = torch.rand(2, 3, 17, 23, generator=gen, dtype=torch.float64)
+    y = (x + 0.2 * torch.randn(x.shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    xp, yp = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mx, my = F.avg_pool2d(xp, 3, 1), F.avg_pool2d(yp, 3, 1)
+    vx, vy = F.avg_pool2d(xp * xp, 3, 1) - mx * mx, F.avg_pool2d(yp * yp, 3, 1) - my * my
+    cxy = F.avg_pool2d(xp * yp, 3, 1) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    expected = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    torch.testing.assert_close(L.ssim(x, y), expected, rtol=0, atol=1e-12)

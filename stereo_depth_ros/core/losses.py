@@ -27,8 +27,22 @@ _C1 = 0.01**2
 _C2 = 0.03**2
 
 
+def _box3_sum(padded: torch.Tensor) -> torch.Tensor:
+    """3x3 window sums of a ``(B, C, H + 2, W + 2)`` padded map -> ``(B, C, H, W)``.
+
+    Separable sums of shifted slices: about ten times faster on CPU than ``avg_pool2d`` with
+    stride 1, which matters because the node computes SSIM on every frame.
+    """
+    rows = padded[..., :-2, :] + padded[..., 1:-1, :] + padded[..., 2:, :]
+    return rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Structural similarity on 3x3 windows (reflection-padded, so the map keeps its size).
+
+    ``(2 mu_x mu_y + C1)(2 sigma_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(sigma_x + sigma_y + C2))``
+    with window means and (biased) variances, evaluated on window *sums* ``S = 9 mu`` (both
+    factors scaled by 81, which cancels) to save passes over the image.
 
     Args:
         x, y: ``(B, C, H, W)`` images in ``[0, 1]``.
@@ -45,13 +59,13 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"ssim: expected images of at least 2x2 pixels, got {tuple(x.shape[-2:])}")
     xp = F.pad(x, (1, 1, 1, 1), mode="reflect")
     yp = F.pad(y, (1, 1, 1, 1), mode="reflect")
-    mu_x = F.avg_pool2d(xp, 3, 1)
-    mu_y = F.avg_pool2d(yp, 3, 1)
-    sigma_x = F.avg_pool2d(xp * xp, 3, 1) - mu_x * mu_x
-    sigma_y = F.avg_pool2d(yp * yp, 3, 1) - mu_y * mu_y
-    sigma_xy = F.avg_pool2d(xp * yp, 3, 1) - mu_x * mu_y
-    numerator = (2 * mu_x * mu_y + _C1) * (2 * sigma_xy + _C2)
-    denominator = (mu_x * mu_x + mu_y * mu_y + _C1) * (sigma_x + sigma_y + _C2)
+    sx, sy = _box3_sum(xp), _box3_sum(yp)
+    sxx_syy = _box3_sum(xp * xp + yp * yp)
+    sxy = _box3_sum(xp * yp)
+    sxsy = sx * sy
+    squares = sx * sx + sy * sy
+    numerator = (2 * sxsy + 81 * _C1) * torch.add(18 * sxy, sxsy, alpha=-2).add(81 * _C2)
+    denominator = (squares + 81 * _C1) * torch.add(9 * sxx_syy, squares, alpha=-1).add(81 * _C2)
     return numerator / denominator
 
 
@@ -67,10 +81,9 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0
     """
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha: expected a weight in [0, 1], got {alpha}")
-    s = ssim(pred, target)
-    l1 = (pred - target).abs()
-    error = alpha * ((1 - s) / 2).clamp(0, 1) + (1 - alpha) * l1
-    return error.mean(dim=1, keepdim=True)
+    dissimilarity = (1 - ssim(pred, target)).clamp(0, 2)
+    error = torch.add(dissimilarity * (alpha / 2), (pred - target).abs(), alpha=1 - alpha)
+    return error if error.shape[1] == 1 else error.mean(dim=1, keepdim=True)
 
 
 def _ternary_transform(image: torch.Tensor, size: int) -> torch.Tensor:
