@@ -120,3 +120,15 @@ def test_warps_pass_gradcheck():
 def test_rejects_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_sample_columns_equals_general_sampling_on_the_same_rows():
+    gen = torch.Generator().manual_seed(2)
+    image = torch.rand(2, 3, 6, 20, generator=gen, dtype=torch.float64)
+    columns = torch.rand(2, 1, 6, 20, generator=gen, dtype=torch.float64) * 26 - 3  # some out of view
+    rows = torch.arange(6, dtype=torch.float64).view(1, 1, 6, 1).expand(2, 1, 6, 20)
+    for padding in ("zeros", "border"):
+        expected, _ = w.sample_image(image, torch.cat([columns, rows], dim=1), padding)
+        torch.testing.assert_close(w.sample_columns(image, columns, padding), expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"columns: expected shape \(2, 1, 6, W_out\)"):
+        w.sample_columns(image, columns[:, :, :5])

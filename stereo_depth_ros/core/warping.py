@@ -24,6 +24,7 @@ __all__ = [
     "ALIGN_CORNERS",
     "pixels_to_grid",
     "sample_image",
+    "sample_columns",
     "warp_by_disparity",
     "warp_right_to_left",
     "warp_left_to_right",
@@ -117,11 +118,44 @@ def warp_by_disparity(
         sign = 1.0
     else:
         raise ValueError(f"direction: expected 'right_to_left' or 'left_to_right', got {direction!r}")
-    batch, _, height, width = disparity.shape
-    u = torch.arange(width, device=disparity.device, dtype=disparity.dtype).view(1, 1, 1, width)
-    v = torch.arange(height, device=disparity.device, dtype=disparity.dtype).view(1, 1, height, 1)
-    pixels = torch.cat([u + sign * disparity, v.expand(batch, 1, height, width)], dim=1)
-    return sample_image(image, pixels, padding_mode)
+    width = disparity.shape[-1]
+    u = torch.arange(width, device=disparity.device, dtype=image.dtype).view(1, 1, 1, width)
+    target_u = u + sign * disparity.to(image.dtype)
+    warped = sample_columns(image, target_u, padding_mode)
+    tol = _IN_VIEW_TOLERANCE
+    in_view = torch.isfinite(target_u) & (target_u >= -tol) & (target_u <= width - 1 + tol)
+    return warped, in_view
+
+
+def sample_columns(image: torch.Tensor, columns: torch.Tensor, padding_mode: PaddingMode = "border") -> torch.Tensor:
+    """Sample each row of ``image`` at the given column coordinates (linear interpolation).
+
+    The row never changes in a rectified warp, so the grid is built directly (the normalisation of
+    :func:`pixels_to_grid`) and no in-view mask is computed: the cheap path for per-frame use.
+
+    Args:
+        image: ``(B, C, H, W)`` source image.
+        columns: ``(B, 1, H, W_out)`` column ``u`` in pixels of ``image`` for each output pixel of
+            the same row.
+        padding_mode: ``grid_sample`` padding for out-of-view samples.
+
+    Returns:
+        ``(B, C, H, W_out)`` samples.
+    """
+    check_tensor(image, "image", ("B", "C", "H", "W"))
+    check_tensor(columns, "columns", ("B", 1, "H", "W_out"))
+    batch, _, height, width = image.shape
+    if columns.shape[0] != batch or columns.shape[2] != height:
+        raise ValueError(f"columns: expected shape ({batch}, 1, {height}, W_out) like image, got {tuple(columns.shape)}")
+    v = torch.arange(height, device=image.device, dtype=image.dtype).view(1, height, 1)
+    if ALIGN_CORNERS:
+        grid_u = columns[:, 0].to(image.dtype) * (2.0 / max(width - 1, 1)) - 1.0
+        grid_v = v * (2.0 / max(height - 1, 1)) - 1.0
+    else:
+        grid_u = columns[:, 0].to(image.dtype) * (2.0 / width) + (1.0 / width - 1.0)
+        grid_v = v * (2.0 / height) + (1.0 / height - 1.0)
+    grid = torch.stack([grid_u, grid_v.expand_as(grid_u)], dim=-1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS)
 
 
 def warp_right_to_left(
