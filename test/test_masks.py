@@ -96,3 +96,36 @@ def test_depth_range_in_compute_validity_uses_focal_and_baseline():
 def test_rejects_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_compute_validity_components_equal_the_single_tests():
+    """compute_validity shares intermediate maps for speed; each component must still be exactly
+    what the single-test function (or the photometric error of the warp) says."""
+    gen = torch.Generator().manual_seed(4)
+    d_left = torch.rand(2, 1, 12, 50, generator=gen) * 20 - 2
+    d_left[0, 0, 0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
+    d_right = d_left + torch.randn(2, 1, 12, 50, generator=gen) * 1.5
+    left = torch.rand(2, 3, 12, 50, generator=gen)
+    right = torch.rand(2, 3, 12, 50, generator=gen)
+    config = M.ValidityConfig(lr_max_difference=1.5, photometric_max=0.25, min_depth=0.5, max_depth=40.0)
+    result = M.compute_validity(d_left, 100.0, 0.2, left, right, d_right, config)
+    c = result.components
+    positive = torch.isfinite(d_left) & (d_left > 0)
+    assert torch.equal(c["positive"], positive)
+    assert torch.equal(c["in_view"], M.out_of_view_mask(d_left))
+    depth = torch.where(positive, 20.0 / torch.where(positive, d_left, torch.ones_like(d_left)), torch.zeros_like(d_left))
+    assert torch.equal(c["depth_range"], M.depth_range_mask(depth, 0.5, 40.0))
+    torch.testing.assert_close(result.depth, depth)
+    # The occlusion and left-right tests agree wherever the disparity is usable at all.
+    assert torch.equal(c["not_occluded"] & positive, ~M.occlusion_mask(d_left) & positive)
+    usable = positive & c["in_view"]  # left_right_check includes the in-view test
+    assert torch.equal(c["left_right"] & usable, M.left_right_check(d_left, d_right, 1.5) & positive)
+    from stereo_depth_ros.core.losses import photometric_error
+
+    grey = lambda image: image.mean(dim=1, keepdim=True)  # noqa: E731
+    clean = torch.nan_to_num(d_left, nan=0.0, posinf=0.0, neginf=0.0)
+    error = photometric_error(warp_right_to_left(grey(right), clean)[0], grey(left))
+    torch.testing.assert_close(result.photometric_error, error, atol=1e-5, rtol=0)
+    expected = positive & c["in_view"] & c["depth_range"] & c["not_occluded"] & c["left_right"] & c["photometric"]
+    assert torch.equal(result.mask, expected)
+    assert (result.confidence[~expected] == 0).all() and (result.confidence[expected] >= 0).all()

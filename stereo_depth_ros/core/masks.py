@@ -15,7 +15,16 @@ import torch
 from .checks import check_positive, check_same_batch_and_size, check_tensor
 from .geometry import disparity_to_depth
 from .losses import left_right_consistency, photometric_error
-from .warping import warp_right_to_left
+from .warping import sample_columns
+
+
+def _channel_mean(image: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, 1, H, W)`` mean over channels (slice sums: a channel reduction is
+    several times slower on CPU)."""
+    total = image[:, :1]
+    for c in range(1, image.shape[1]):
+        total = total + image[:, c:c + 1]
+    return total * (1.0 / image.shape[1]) if image.shape[1] > 1 else total
 
 __all__ = [
     "ValidityConfig",
@@ -130,7 +139,12 @@ def occlusion_mask(disparity_left: torch.Tensor) -> torch.Tensor:
     check_tensor(disparity_left, "disparity_left", ("B", 1, "H", "W"))
     width = disparity_left.shape[-1]
     u = torch.arange(width, device=disparity_left.device, dtype=disparity_left.dtype).view(1, 1, 1, width)
-    key = torch.nan_to_num(disparity_left, nan=-1e9, posinf=-1e9, neginf=-1e9) - u
+    return _occluded_from_key(torch.nan_to_num(disparity_left, nan=-1e9, posinf=-1e9, neginf=-1e9) - u)
+
+
+def _occluded_from_key(key: torch.Tensor) -> torch.Tensor:
+    """Occlusion from ``key = d - u`` ``(B, 1, H, W)`` (finite): True where a pixel to the right
+    has a key at least as large."""
     # Maximum over u' >= u (reverse cummax), then shift by one to get u' > u.
     suffix_max = torch.flip(torch.cummax(torch.flip(key, dims=[-1]), dim=-1).values, dims=[-1])
     strictly_right = torch.cat([suffix_max[..., 1:], torch.full_like(suffix_max[..., :1], -float("inf"))], dim=-1)
@@ -202,39 +216,60 @@ def compute_validity(
         raise ValueError("compute_validity: expected both left and right images or neither, got only one")
     if not isinstance(config, ValidityConfig):
         raise ValueError(f"config: expected a ValidityConfig, got {type(config).__name__}")
-    d = disparity_left
-    positive = torch.isfinite(d) & (d > config.min_disparity) & (d > 0)
-    depth = disparity_to_depth(d, focal, baseline)
-    components: dict[str, torch.Tensor] = {
-        "positive": positive,
-        "in_view": out_of_view_mask(d),
-        "depth_range": depth_range_mask(depth, config.min_depth, config.max_depth),
-    }
-    confidence = torch.ones_like(d)
-    if config.use_occlusion:
-        components["not_occluded"] = ~occlusion_mask(d)
     if disparity_right is not None:
         check_tensor(disparity_right, "disparity_right", ("B", 1, "H", "W"))
-        check_same_batch_and_size(d, "disparity_left", disparity_right, "disparity_right")
-        if config.lr_max_difference is not None:
-            difference = left_right_consistency(d, disparity_right)
-            components["left_right"] = difference <= config.lr_max_difference
-            confidence = confidence * (1 - difference / config.lr_max_difference).clamp(0, 1)
-    error = None
+        check_same_batch_and_size(disparity_left, "disparity_left", disparity_right, "disparity_right")
     if left is not None and right is not None:
         check_tensor(left, "left", ("B", "C", "H", "W"))
         check_tensor(right, "right", ("B", "C", "H", "W"))
-        check_same_batch_and_size(d, "disparity_left", left, "left")
-        check_same_batch_and_size(d, "disparity_left", right, "right")
-        # Luminance is enough to judge a match and costs a third of RGB (the node's hot path).
-        left_grey, right_grey = left.mean(dim=1, keepdim=True), right.mean(dim=1, keepdim=True)
-        reconstruction, _ = warp_right_to_left(right_grey, torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0))
-        error = photometric_error(reconstruction, left_grey)
+        check_same_batch_and_size(disparity_left, "disparity_left", left, "left")
+        check_same_batch_and_size(disparity_left, "disparity_left", right, "right")
+    # This runs on every published frame, so the tests share their intermediate maps (one
+    # finiteness test, one cleaned disparity, one warp for the image and the right disparity)
+    # instead of calling the single-test functions above; tests pin that both agree.
+    d = disparity_left
+    width = d.shape[-1]
+    finite = torch.isfinite(d)
+    clean = torch.where(finite, d, torch.zeros_like(d))  # non-finite -> 0: never positive, never occludes
+    positive = clean > max(config.min_disparity, 0.0)
+    # f B / d where positive, else 0 (disparity_to_depth without its repeated finiteness tests).
+    scale = disparity_to_depth(torch.ones_like(d[:, :, :1, :1]), focal, baseline)
+    depth = torch.where(positive, scale / clean, torch.zeros_like(d))
+    u = torch.arange(width, device=d.device, dtype=d.dtype).view(1, 1, 1, width)
+    match = u - clean  # where the left pixel lands in the right image
+    components: dict[str, torch.Tensor] = {
+        "positive": positive,
+        "in_view": finite & (match >= 0) & (match <= width - 1),
+        "depth_range": (depth >= config.min_depth) & (depth <= config.max_depth) & (depth > 0),
+    }
+    if config.use_occlusion:
+        components["not_occluded"] = ~_occluded_from_key(-match)
+
+    use_lr = disparity_right is not None and config.lr_max_difference is not None
+    use_images = left is not None and right is not None
+    sources = []
+    if use_images:
+        # Luminance is enough to judge a match and costs a third of RGB.
+        left_grey = _channel_mean(left).to(d.dtype)
+        sources.append(_channel_mean(right).to(d.dtype))
+    if use_lr:
+        sources.append(disparity_right)
+    # One warp of the right luminance and the right disparity to the left view.
+    warped = sample_columns(torch.cat(sources, dim=1), match) if sources else None
+
+    confidence = torch.ones_like(d)
+    if use_lr:
+        difference = (clean - warped[:, -1:]).abs()
+        components["left_right"] = finite & (difference <= config.lr_max_difference)
+        confidence = confidence * (1 - difference / config.lr_max_difference).clamp(0, 1)
+    error = None
+    if use_images:
+        error = photometric_error(warped[:, :1], left_grey)
         if config.photometric_max is not None:
             components["photometric"] = error <= config.photometric_max
             confidence = confidence * (1 - error / config.photometric_max).clamp(0, 1)
-    mask = torch.ones_like(positive)
+    mask = positive.clone()
     for component in components.values():
-        mask = mask & component
+        mask &= component
     confidence = torch.where(mask, confidence, torch.zeros_like(confidence))
     return Validity(mask=mask, confidence=confidence, depth=depth, photometric_error=error, components=components)
