@@ -89,3 +89,23 @@ def test_icp_recovers_a_known_small_rigid_transform():
 def test_rejects_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_organized_xyzrgb_equals_backprojection_and_packed_colours():
+    rng = np.random.default_rng(3)
+    depth = (rng.random((6, 9)) * 4 + 0.2).astype(np.float32)
+    depth[0, :3] = [0.0, np.nan, -2.0]
+    depth[1, 0] = np.inf
+    rgb = rng.integers(0, 256, size=(6, 9, 3), dtype=np.uint8)
+    cloud = pc.organized_xyzrgb(depth, K, rgb)
+    xyz = pc.depth_to_points(depth, K)
+    for i, name in enumerate("xyz"):
+        np.testing.assert_allclose(cloud[name], xyz[..., i], rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert np.isnan(cloud["z"][[0, 0, 0, 1], [0, 1, 2, 0]]).all()
+    np.testing.assert_array_equal(cloud["rgb"].view(np.uint32), pc.pack_rgb(rgb).view(np.uint32))
+    # Read-only, non-contiguous colour views (a BGR message's channels reversed) are accepted.
+    view = np.ascontiguousarray(rgb[..., ::-1])[..., ::-1]
+    view.flags.writeable = False
+    np.testing.assert_array_equal(pc.organized_xyzrgb(depth, K, view)["rgb"], cloud["rgb"])
+    grey = pc.organized_xyzrgb(depth, K)
+    assert (pc.unpack_rgb(grey["rgb"]) == 128).all()

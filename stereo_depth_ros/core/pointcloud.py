@@ -7,6 +7,7 @@ functions that return or take Open3D clouds.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,11 +79,15 @@ def depth_to_points(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     z = depth.astype(np.float32, copy=False)
     valid = np.isfinite(z) & (z > 0)
     z = np.where(valid, z, np.float32(np.nan))
-    u = np.arange(width, dtype=np.float32)[None, :]
-    v = np.arange(height, dtype=np.float32)[:, None]
-    x = (u - np.float32(K[0, 2])) * z / np.float32(K[0, 0])
-    y = (v - np.float32(K[1, 2])) * z / np.float32(K[1, 1])
-    return np.stack([x, y, z], axis=-1)
+    ray_x, ray_y = _rays(K, height, width)
+    return np.stack([z * ray_x[None, :], z * ray_y[:, None], z], axis=-1)
+
+
+def _rays(K: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``(u - cx) / fx`` ``(W,)`` and ``(v - cy) / fy`` ``(H,)``: X = Z ray_x, Y = Z ray_y."""
+    ray_x = (np.arange(width, dtype=np.float32) - np.float32(K[0, 2])) / np.float32(K[0, 0])
+    ray_y = (np.arange(height, dtype=np.float32) - np.float32(K[1, 2])) / np.float32(K[1, 1])
+    return ray_x, ray_y
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -114,17 +119,36 @@ def organized_xyzrgb(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = 
     Returns:
         ``(H, W)`` structured array with float32 fields ``x, y, z, rgb`` (16 bytes per point).
     """
-    xyz = depth_to_points(depth, K)
-    height, width = xyz.shape[:2]
+    depth = _check_depth(depth)
+    K = _check_K(K)
+    height, width = depth.shape
+    if rgb is not None:
+        rgb = np.asarray(rgb)
+        if rgb.shape != (height, width, 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"rgb: expected a ({height}, {width}, 3) uint8 array, got shape {rgb.shape} dtype {rgb.dtype}")
+    # Written field by field into one (H, W, 4) float32 buffer that is then viewed as the
+    # structured points: no temporary XYZ array (this runs per frame in the node).
+    out = np.empty((height, width, 4), dtype=np.float32)
+    z = out[..., 2]
+    z[...] = depth
+    np.copyto(z, np.float32(np.nan), where=~((depth > 0) & (depth < np.inf)))  # NaN compares False
+    ray_x, ray_y = _rays(K, height, width)
+    np.multiply(z, ray_x[None, :], out=out[..., 0])
+    np.multiply(z, ray_y[:, None], out=out[..., 1])
+    colour = out[..., 3].view(np.uint32)
     if rgb is None:
-        rgb = np.full((height, width, 3), 128, dtype=np.uint8)
-    rgb = np.asarray(rgb)
-    if rgb.shape != (height, width, 3) or rgb.dtype != np.uint8:
-        raise ValueError(f"rgb: expected a ({height}, {width}, 3) uint8 array, got shape {rgb.shape} dtype {rgb.dtype}")
-    out = np.empty((height, width), dtype=np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4"] * 4}))
-    out["x"], out["y"], out["z"] = xyz[..., 0], xyz[..., 1], xyz[..., 2]
-    out["rgb"] = pack_rgb(rgb)
-    return out
+        colour[...] = (128 << 16) | (128 << 8) | 128
+    elif sys.byteorder != "little":
+        colour[...] = pack_rgb(rgb).view(np.uint32)
+    else:
+        # Little-endian bytes b, g, r, 0 of each word are (r << 16) | (g << 8) | b.
+        colour_bytes = out[..., 3:].view(np.uint8)
+        colour_bytes[..., 0], colour_bytes[..., 1], colour_bytes[..., 2] = rgb[..., 2], rgb[..., 1], rgb[..., 0]
+        colour_bytes[..., 3] = 0
+    return out.view(_XYZRGB)[..., 0]
+
+
+_XYZRGB = np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4"] * 4, "offsets": [0, 4, 8, 12], "itemsize": 16})
 
 
 def to_open3d(points: np.ndarray, colors: np.ndarray | None = None) -> "open3d.geometry.PointCloud":
