@@ -46,6 +46,7 @@ __all__ = [
     "image_encoding",
     "cv_bridge_available",
     "image_to_numpy",
+    "image_to_rgb8",
     "image_to_rgb_float",
     "numpy_to_image",
     "depth_image_msg",
@@ -327,6 +328,30 @@ def image_to_rgb_float(msg: Image) -> np.ndarray:
         return out
     np.divide(source, np.float32(np.iinfo(enc.dtype).max), out=out, casting="unsafe")  # max -> exactly 1.0
     return out
+
+
+def image_to_rgb8(msg: Image) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of an intensity image, for colouring point clouds.
+
+    8-bit images come back as a view of ``msg.data`` (channels reordered by slicing, mono
+    broadcast to three channels, so the result may be read-only and non-contiguous); 16-bit keep
+    their high byte; ``32FC1`` is clipped to ``[0, 1]`` and scaled to 0-255.
+
+    Raises:
+        ImageDecodeError: as :func:`image_to_rgb_float`.
+    """
+    enc = _check_image_layout(msg)
+    if enc.color is None:
+        raise ImageDecodeError(f"image encoding: expected an intensity image, got {enc.name!r}")
+    pixels = _decode_numpy(msg, enc)
+    source = pixels[..., None] if enc.color == "mono" else pixels[_RGB_VIEW[enc.color]]
+    if enc.dtype.kind == "f":
+        source = np.round(np.clip(np.nan_to_num(source, nan=0.0), 0.0, 1.0) * 255.0)
+    elif enc.dtype.itemsize == 2:
+        source = source >> 8
+    if source.dtype != np.uint8:
+        source = source.astype(np.uint8)
+    return np.broadcast_to(source, (int(msg.height), int(msg.width), 3))
 
 
 def numpy_to_image(
