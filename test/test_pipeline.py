@@ -5,7 +5,7 @@ from stereo_depth_ros.core.camera import StereoCamera
 from stereo_depth_ros.core.masks import ValidityConfig
 from stereo_depth_ros.core.network.estimator import image_to_tensor, prepare_for_inference
 from stereo_depth_ros.core.network.weights import load_model
-from stereo_depth_ros.core.pipeline import process_frame
+from stereo_depth_ros.core.pipeline import predict_disparities, process_frame
 from stereo_depth_ros.core.synthetic import generate_sample
 
 
@@ -48,3 +48,11 @@ def test_camera_must_match_the_images(setup):
     s, camera, model, left, right = setup
     with pytest.raises(ValueError, match="camera: expected a 256x192 rig"):
         process_frame(model, left, right, camera.scaled(128, 96), ValidityConfig())
+
+
+def test_predict_disparities_is_what_process_frame_validates(setup):
+    s, camera, model, left, right = setup
+    full = process_frame(model, left, right, camera, ValidityConfig(), inference_size=(96, 128))
+    disp_l, disp_r = predict_disparities(model, left, right, inference_size=(96, 128))
+    assert disp_l.shape == disp_r.shape == (1, 1, 192, 256)
+    assert (disp_l == full.disparity_left).all() and (disp_r == full.disparity_right).all()

@@ -33,15 +33,17 @@ from stereo_msgs.msg import DisparityImage
 from ..core import pointcloud
 from ..core.adaptation import AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default
 from ..core.camera import StereoCamera
+from ..core.masks import compute_validity
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import DEFAULT_WEIGHTS
-from ..core.pipeline import process_frame
+from ..core.pipeline import predict_disparities
 from .conversions import (
     ConversionError,
     camera_from_info,
     camera_info_msg,
     depth_image_msg,
     disparity_image_msg,
+    image_to_rgb8,
     image_to_rgb_float,
     numpy_to_image,
     pointcloud2_msg,
@@ -276,11 +278,13 @@ class StereoDepthNode(Node):
         size = (c.inference_height, c.inference_width) if c.inference_width else None
         index, model = self.worker.acquire()
         try:
-            result = process_frame(model, left_t, right_t, camera, c.validity(), size)
+            disp_l, disp_r = predict_disparities(model, left_t, right_t, size)
         finally:
             self.worker.release(index)
-        disp_l, disp_r, validity = result.disparity_left, result.disparity_right, result.validity
-        mark("inference_and_masks")
+        mark("inference")
+        with torch.inference_mode():
+            validity = compute_validity(disp_l, camera.fx, camera.baseline, left_t, right_t, disp_r, c.validity())
+        mark("masks")
         mask = validity.mask[0, 0].cpu().numpy()
         disparity = disp_l[0, 0].float().cpu().numpy()
         depth = np.where(mask, validity.depth[0, 0].float().cpu().numpy(), np.nan).astype(np.float32)
@@ -300,7 +304,7 @@ class StereoDepthNode(Node):
         self.pub_error.publish(numpy_to_image(error, "32FC1", header))
         mark("publish_images")
         if c.output_cloud:
-            rgb8 = np.clip(np.round(left * 255.0), 0, 255).astype(np.uint8)
+            rgb8 = image_to_rgb8(frame.left)
             cloud = pointcloud.organized_xyzrgb(depth, camera.K_numpy(), rgb8)
             cloud_msg = pointcloud2_msg(cloud, header, organized=not c.output_cloud_dense,
                                         decimation=c.output_cloud_decimation, dense=c.output_cloud_dense)
