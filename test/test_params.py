@@ -30,6 +30,8 @@ def test_descriptors_carry_ranges_choices_and_read_only():
         ({"adaptation.resume": True}, "needs adaptation.weights_path"),
         ({"device": "tpu"}, "device: expected auto, cpu, cuda or cuda:N"),
         ({"inference_width": 320}, "set both or neither"),
+        ({"inference_width": 320, "inference_height": 240, "inference_scale": 0.5}, "leave it at 1.0"),
+        ({"inference_scale": 0.05}, r"inference_scale: expected a value in \[0.1, 1.0\]"),
     ],
 )
 def test_invalid_values_are_named(change, message):
@@ -53,3 +55,19 @@ def test_values_from_a_params_file_overlay_the_defaults(tmp_path):
     values = values_from_yaml(str(path))
     assert values["validity.max_depth"] == 20.0 and values["queue_size"] == 7 and values["slop"] == 0.01
     assert config_from_values(values).validity().max_depth == 20.0
+
+
+def test_inference_size_from_explicit_size_or_scale():
+    import torch
+
+    from stereo_depth_ros.ros.node import inference_size, intra_op_threads
+
+    assert inference_size(config_from_values(defaults()), 480, 640) is None
+    assert inference_size(config_from_values({**defaults(), "inference_scale": 0.5}), 480, 640) == (240, 320)
+    assert inference_size(config_from_values({**defaults(), "inference_scale": 0.1}), 100, 200) == (32, 32)
+    explicit = config_from_values({**defaults(), "inference_width": 256, "inference_height": 192})
+    assert inference_size(explicit, 480, 640) == (192, 256)
+    before = torch.get_num_threads()
+    with intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -11,10 +11,11 @@ counted, and reported on ``/diagnostics``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import rclpy
@@ -82,8 +83,8 @@ class _Stats:
     last_rejection_time: float = 0.0
     last_input_time: float = 0.0
     last_output_time: float = 0.0
-    latencies_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
-    processing_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+    latencies_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
+    processing_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
     valid_ratio: float = float("nan")
     photometric_error: float = float("nan")
     icp_rmse: float = float("nan")
@@ -91,6 +92,7 @@ class _Stats:
     input_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
     output_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
     stage_ms: dict = field(default_factory=lambda: collections.defaultdict(lambda: collections.deque(maxlen=400)))
+    adaptation_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
 
 
 def _stamp_ns(msg: Any) -> int:
@@ -102,6 +104,37 @@ def _rate(times: collections.deque, now: float, window: float = 5.0) -> float:
     if len(recent) < 2:
         return 0.0
     return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+
+@contextlib.contextmanager
+def intra_op_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op CPU threads (None: unchanged), then restore.
+
+    With PyTorch's OpenMP backend the setting belongs to the calling thread, so this does not
+    disturb the adaptation thread.
+    """
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def inference_size(config: NodeConfig, height: int, width: int) -> tuple[int, int] | None:
+    """The network's input ``(height, width)`` for a ``height x width`` image, None for the image size.
+
+    ``inference_width/height`` when set, else ``inference_scale`` times the image size (rounded,
+    at least 32 pixels per side so the pyramid keeps a few levels).
+    """
+    if config.inference_width:
+        return config.inference_height, config.inference_width
+    if config.inference_scale == 1.0:
+        return None
+    return max(32, round(height * config.inference_scale)), max(32, round(width * config.inference_scale))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,6 +156,7 @@ class StereoDepthNode(Node):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.device = resolve_device(self.config.device)
+        self._network_threads = self.config.cpu_threads or torch.get_num_threads()
         adapted = self.config.adaptation_weights_path or None
         model, meta, source = load_adapted_or_default(
             adapted if self.config.adaptation_resume else None, self.config.weights or None, self.device
@@ -211,6 +245,11 @@ class StereoDepthNode(Node):
             self._cond.notify()
 
     def _process_loop(self) -> None:
+        if self.device.type == "cpu":
+            # Everything but the network is many small tensor ops: run them on this thread alone
+            # (measured: two OpenMP threads started from a non-main thread made the masks slower
+            # than one) and leave the other cores to DDS and the executor.
+            torch.set_num_threads(1)
         while True:
             with self._cond:
                 while self._slot is None and not self._stop:
@@ -270,15 +309,23 @@ class StereoDepthNode(Node):
         start = time.monotonic()
         c = self.config
         marks = [("start", start)]
-        mark = lambda name: marks.append((name, time.monotonic()))  # noqa: E731
+        cuda = self.device.type == "cuda"
+
+        def mark(name: str) -> None:
+            if cuda:  # attribute GPU work to its own stage (the pipeline is sequential anyway)
+                torch.cuda.synchronize(self.device)
+            marks.append((name, time.monotonic()))
+
         left, right, camera = self._check_frame(frame)
+        mark("decode")
         left_t = image_to_tensor(left, self.device)
         right_t = image_to_tensor(right, self.device)
-        mark("decode")
-        size = (c.inference_height, c.inference_width) if c.inference_width else None
+        mark("host_to_device")
+        size = inference_size(c, left_t.shape[-2], left_t.shape[-1])
         index, model = self.worker.acquire()
         try:
-            disp_l, disp_r = predict_disparities(model, left_t, right_t, size)
+            with intra_op_threads(self._network_threads if self.device.type == "cpu" else None):
+                disp_l, disp_r = predict_disparities(model, left_t, right_t, size)
         finally:
             self.worker.release(index)
         mark("inference")
@@ -358,6 +405,8 @@ class StereoDepthNode(Node):
     def _on_adaptation(self, result: StepResult) -> None:
         with self._adapt_lock:
             self._last_adaptation = result
+            if result.status == "adapted":
+                self.stats.adaptation_ms.append(1000 * result.seconds)
 
     def _save_adapted(self) -> tuple[bool, str]:
         path = self.config.adaptation_weights_path

@@ -70,6 +70,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("weights", "", "Network weights (.safetensors); empty = the shipped weights.", True),
     ParamSpec("inference_width", 0, "Network input width in pixels (0 = the image width); disparity is rescaled.", True, 0, 4096),
     ParamSpec("inference_height", 0, "Network input height in pixels (0 = the image height).", True, 0, 4096),
+    ParamSpec("inference_scale", 1.0, "Run the network at this fraction of the image size (when inference_width/height "
+              "are 0); disparity is resized and rescaled. Trades accuracy for speed on CPU.", True, 0.1, 1.0),
+    ParamSpec("cpu_threads", 0, "Torch CPU threads for the network (0 = torch's default, the core count); the "
+              "rest of the frame runs on one thread.", True, 0, 256),
     ParamSpec("max_image_width", 2048, "Images wider than this are rejected (pixels).", True, 32, 16384),
     ParamSpec("max_image_height", 2048, "Images taller than this are rejected (pixels).", True, 32, 16384),
     # --- input
@@ -117,6 +121,8 @@ class NodeConfig:
     weights: str
     inference_width: int
     inference_height: int
+    inference_scale: float
+    cpu_threads: int
     max_image_width: int
     max_image_height: int
     approximate_sync: bool
@@ -179,6 +185,8 @@ def validate_values(values: Mapping[str, Any]) -> list[str]:
         problems.append(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
     if (values["inference_width"] == 0) != (values["inference_height"] == 0):
         problems.append("inference_width and inference_height: set both or neither")
+    if values["inference_width"] and values["inference_scale"] != 1.0:
+        problems.append("inference_scale: leave it at 1.0 when inference_width/height give the size")
     return problems
 
 
