@@ -318,8 +318,12 @@ class StereoDepthNode(Node):
 
         left, right, camera = self._check_frame(frame)
         mark("decode")
-        left_t = image_to_tensor(left, self.device)
-        right_t = image_to_tensor(right, self.device)
+        if self.device.type == "cpu":
+            # (H, W, 3) float32 is the channels-last layout the CPU network runs in: a view, no copy.
+            left_t, right_t = (torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0) for image in (left, right))
+        else:
+            left_t = image_to_tensor(left, self.device)
+            right_t = image_to_tensor(right, self.device)
         mark("host_to_device")
         size = inference_size(c, left_t.shape[-2], left_t.shape[-1])
         index, model = self.worker.acquire()
@@ -334,7 +338,7 @@ class StereoDepthNode(Node):
         mark("masks")
         mask = validity.mask[0, 0].cpu().numpy()
         disparity = disp_l[0, 0].float().cpu().numpy()
-        depth = np.where(mask, validity.depth[0, 0].float().cpu().numpy(), np.nan).astype(np.float32)
+        depth = np.where(mask, validity.depth[0, 0].float().cpu().numpy(), np.float32(np.nan))
         header = frame.left.header
         mark("to_numpy")
 
@@ -346,8 +350,8 @@ class StereoDepthNode(Node):
             disparity, camera, header, min_disparity=0.0, max_disparity=self.max_disparity,
             delta_d=1.0 / 256.0, invalid_mask=~mask))
         confidence = validity.confidence[0, 0].float().cpu().numpy()
-        self.pub_confidence.publish(numpy_to_image(confidence.astype(np.float32), "32FC1", header))
-        error = validity.photometric_error[0, 0].float().cpu().numpy().astype(np.float32)
+        self.pub_confidence.publish(numpy_to_image(confidence, "32FC1", header))
+        error = validity.photometric_error[0, 0].float().cpu().numpy()
         self.pub_error.publish(numpy_to_image(error, "32FC1", header))
         mark("publish_images")
         if c.output_cloud:

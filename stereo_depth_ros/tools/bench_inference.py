@@ -1,10 +1,15 @@
 """Benchmark network inference against OpenCV SGBM on the same frames, in the same run.
 
     python -m stereo_depth_ros.tools.bench_inference [--sizes 640x480 1280x720] [--device cpu|cuda]
+        [--scales 1.0 0.75 0.5] [--eval-samples 30]
 
 Prints a Markdown table and writes JSON: median and p95 per frame over ``--frames`` after
 ``--warmup`` untimed frames; on CUDA, fp32 and bf16 autocast, with synchronisation around each
-frame; SGBM (CPU) on the same images. Figures, not assertions: run it on demand.
+frame; SGBM (CPU) on the same images. With ``--scales`` the network also runs at fractions of each
+size (the node's ``inference_scale``: resize in, predict, resize and rescale the disparity out,
+all timed) and each scale's accuracy is measured on ``--eval-samples`` held-out synthetic samples
+(EPE and bad-3 over all ground-truth pixels, as the evaluation tool counts them), SGBM's beside
+it. Figures, not assertions: run it on demand.
 """
 
 from __future__ import annotations
@@ -40,6 +45,66 @@ def _time(fn, frames: int, warmup: int, sync: bool) -> list[float]:
     return out
 
 
+def _scale_table(args: argparse.Namespace) -> int:
+    """Scale vs accuracy vs time at each size, SGBM in the same run."""
+    from ..core.metrics import aggregate, evaluate_disparity
+    from ..core.pipeline import _resize
+    from ..core.synthetic import split_seeds
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model, meta = load_model(args.weights, device)
+    model = prepare_for_inference(model, device)
+    sgbm = SgbmBackend()
+    rows = []
+
+    def predict(left: torch.Tensor, right: torch.Tensor, scale: float) -> torch.Tensor:
+        height, width = left.shape[-2:]
+        if scale == 1.0:
+            return model(left, right).disparity
+        size = (max(32, round(height * scale)), max(32, round(width * scale)))
+        disparity = model(_resize(left, size), _resize(right, size)).disparity
+        return torch.nn.functional.interpolate(disparity, size=(height, width), mode="bilinear",
+                                               align_corners=False) * (width / size[1])
+
+    for size in args.sizes:
+        width, height = (int(v) for v in size.lower().split("x"))
+        samples = [generate_sample(seed, width=width, height=height, domain="indoor")
+                   for seed in split_seeds("test", args.eval_samples)]
+        tensors = [(torch.from_numpy(s.left).permute(2, 0, 1)[None].contiguous().to(device),
+                    torch.from_numpy(s.right).permute(2, 0, 1)[None].contiguous().to(device)) for s in samples]
+        for scale in args.scales:
+            with torch.inference_mode():
+                ms = _time(lambda: predict(*tensors[0], scale), args.frames, args.warmup, device.type == "cuda")
+                evaluations = [evaluate_disparity(predict(l, r, scale)[0, 0].float().cpu().numpy(), s.disparity_left)
+                               for s, (l, r) in zip(samples, tensors)]
+            total = aggregate(evaluations).all
+            rows.append({"size": size, "method": f"network x{scale:g}", "scale": scale, "median_ms": float(np.median(ms)),
+                         "p95_ms": float(np.percentile(ms, 95)), "epe": total.epe, "bad3_pct": total.bad3_pct})
+        # SGBM after the network (see main()).
+        ms = _time(lambda: sgbm(samples[0].left, samples[0].right), args.sgbm_frames, 1, False)
+        total = aggregate(evaluate_disparity(sgbm(s.left, s.right), s.disparity_left) for s in samples).all
+        sgbm_row = {"size": size, "method": "OpenCV SGBM", "scale": 1.0, "median_ms": float(np.median(ms)),
+                    "p95_ms": float(np.percentile(ms, 95)), "epe": total.epe, "bad3_pct": total.bad3_pct}
+        for row in rows:
+            if row["size"] == size:
+                row["ratio_to_sgbm"] = row["median_ms"] / sgbm_row["median_ms"]
+        sgbm_row["ratio_to_sgbm"] = 1.0
+        rows.append(sgbm_row)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    lines = [f"network (left disparity, fp32) at fractions of the image size vs SGBM on {where}; accuracy over "
+             f"{args.eval_samples} held-out samples, all GT pixels, holes as errors", "",
+             "| size | method | median ms | p95 ms | time / SGBM | EPE px | bad-3 % |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['method']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | "
+                     f"{r['ratio_to_sgbm']:.2f} | {r['epe']:.2f} | {r['bad3_pct']:.1f} |")
+    print("\n".join(lines))
+    if args.output:
+        args.output.write_text(json.dumps({"rows": rows, "weights": meta.get("training_command")}, indent=2) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", default=["640x480", "1280x720"])
@@ -49,8 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--sgbm-frames", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--scales", nargs="+", type=float, default=None,
+                   help="also run the network at these fractions of each size, with accuracy (fp32)")
+    p.add_argument("--eval-samples", type=int, default=30, help="held-out samples for the --scales accuracy")
     p.add_argument("--output", type=Path, default=None, help="JSON file")
     args = p.parse_args(argv)
+    if args.scales is not None:
+        return _scale_table(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
