@@ -181,7 +181,14 @@ def test_reset_restores_initial_weights(frames):
 def test_worker_adapts_newest_frame_and_swaps_weights_atomically(frames):
     adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5))
     results = []
-    worker = AdaptationWorker(adapter, on_result=results.append)
+    worker_threads = []
+    caller_threads = torch.get_num_threads()
+
+    def on_result(result):
+        results.append(result)
+        worker_threads.append(torch.get_num_threads())
+
+    worker = AdaptationWorker(adapter, on_result=on_result, cpu_threads=1)
     try:
         for left, right, _ in frames:
             worker.submit(left, right)  # faster than the worker: older pairs are dropped
@@ -191,6 +198,8 @@ def test_worker_adapts_newest_frame_and_swaps_weights_atomically(frames):
         assert worker.idle()
         assert worker.dropped > 0 and len(results) + worker.dropped == len(frames)
         assert worker.published == sum(r.status in ("adapted", "rolled_back") for r in results) >= 1
+        # The worker's CPU thread setting is its own; the caller's is untouched.
+        assert set(worker_threads) == {1} and torch.get_num_threads() == caller_threads
         index, model = worker.acquire()
         try:
             for a, b in zip(model.state_dict().values(), adapter.model.state_dict().values()):

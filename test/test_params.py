@@ -58,16 +58,10 @@ def test_values_from_a_params_file_overlay_the_defaults(tmp_path):
 
 
 def test_inference_size_from_explicit_size_or_scale():
-    import torch
-
-    from stereo_depth_ros.ros.node import inference_size, intra_op_threads
+    from stereo_depth_ros.ros.node import inference_size
 
     assert inference_size(config_from_values(defaults()), 480, 640) is None
     assert inference_size(config_from_values({**defaults(), "inference_scale": 0.5}), 480, 640) == (240, 320)
     assert inference_size(config_from_values({**defaults(), "inference_scale": 0.1}), 100, 200) == (32, 32)
     explicit = config_from_values({**defaults(), "inference_width": 256, "inference_height": 192})
     assert inference_size(explicit, 480, 640) == (192, 256)
-    before = torch.get_num_threads()
-    with intra_op_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before

@@ -556,11 +556,21 @@ class AdaptationWorker:
     Args:
         adapter: the adapter; its ``model`` is the training copy.
         on_result: optional callback with every :class:`StepResult` (from the worker thread).
+        cpu_threads: torch intra-op CPU threads of the worker thread (None: torch's default). With
+            PyTorch's OpenMP backend this is per thread, so it does not change the caller's.
     """
 
-    def __init__(self, adapter: OnlineAdapter, on_result: Callable[[StepResult], None] | None = None) -> None:
+    def __init__(
+        self,
+        adapter: OnlineAdapter,
+        on_result: Callable[[StepResult], None] | None = None,
+        cpu_threads: int | None = None,
+    ) -> None:
         self.adapter = adapter
         self.on_result = on_result
+        if cpu_threads is not None and cpu_threads < 1:
+            raise ValueError(f"cpu_threads: expected None or at least 1, got {cpu_threads}")
+        self._cpu_threads = cpu_threads
         device = next(adapter.model.parameters()).device
         self._buffers = [prepare_for_inference(copy.deepcopy(adapter.model), device) for _ in range(2)]
         for b in self._buffers:
@@ -641,6 +651,8 @@ class AdaptationWorker:
             self.published += 1
 
     def _run(self) -> None:
+        if self._cpu_threads is not None:
+            torch.set_num_threads(self._cpu_threads)  # this thread's OpenMP setting only
         while True:
             with self._cond:
                 while not self._stop and (self._pending is None or not self._enabled):

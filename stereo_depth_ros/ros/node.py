@@ -11,11 +11,10 @@ counted, and reported on ``/diagnostics``.
 from __future__ import annotations
 
 import collections
-import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import rclpy
@@ -106,22 +105,23 @@ def _rate(times: collections.deque, now: float, window: float = 5.0) -> float:
     return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
 
 
-@contextlib.contextmanager
-def intra_op_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` torch intra-op CPU threads (None: unchanged), then restore.
+_DEFAULT_TORCH_THREADS = torch.get_num_threads()  # before main() restricts its own thread
 
-    With PyTorch's OpenMP backend the setting belongs to the calling thread, so this does not
-    disturb the adaptation thread.
+ADAPTATION_CPU_THREADS = 1
+"""Torch CPU threads of the adaptation thread: the frame path keeps the others (see below)."""
+
+
+def single_thread_outside_processing() -> None:
+    """Give the calling thread (the executor's, in ``main``) one torch CPU thread.
+
+    PyTorch's OpenMP threads are per calling thread. When more threads run OpenMP teams than there
+    are cores, GNU OpenMP stops spin-waiting and every tensor operation pays a thread wake-up:
+    measured on 2 cores, a 640x480 add took 62 us from the processing thread once the main thread
+    had run a two-thread team, and 24 us when it had not; the node's masks (about a hundred such
+    operations) slowed down accordingly. So only the processing thread runs a multi-threaded team:
+    the thread that builds the node (model loading) and the adaptation thread use one thread.
     """
-    if count is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    torch.set_num_threads(1)
 
 
 def inference_size(config: NodeConfig, height: int, width: int) -> tuple[int, int] | None:
@@ -156,7 +156,7 @@ class StereoDepthNode(Node):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.device = resolve_device(self.config.device)
-        self._network_threads = self.config.cpu_threads or torch.get_num_threads()
+        self._network_threads = self.config.cpu_threads or _DEFAULT_TORCH_THREADS
         adapted = self.config.adaptation_weights_path or None
         model, meta, source = load_adapted_or_default(
             adapted if self.config.adaptation_resume else None, self.config.weights or None, self.device
@@ -165,7 +165,8 @@ class StereoDepthNode(Node):
         self.model_meta = meta
         self.max_disparity = float(model.config.max_disparity)
         self.adapter = OnlineAdapter(model, self.config.adaptation())
-        self.worker = AdaptationWorker(self.adapter, on_result=self._on_adaptation)
+        self.worker = AdaptationWorker(self.adapter, on_result=self._on_adaptation,
+                                       cpu_threads=ADAPTATION_CPU_THREADS if self.device.type == "cpu" else None)
         self.worker.set_enabled(self.config.adaptation_enabled and self.config.adaptation_mode != "none")
         self._adapt_lock = threading.Lock()
         self._last_adaptation: StepResult | None = None
@@ -246,10 +247,7 @@ class StereoDepthNode(Node):
 
     def _process_loop(self) -> None:
         if self.device.type == "cpu":
-            # Everything but the network is many small tensor ops: run them on this thread alone
-            # (measured: two OpenMP threads started from a non-main thread made the masks slower
-            # than one) and leave the other cores to DDS and the executor.
-            torch.set_num_threads(1)
+            torch.set_num_threads(self._network_threads)  # this thread's OpenMP setting only
         while True:
             with self._cond:
                 while self._slot is None and not self._stop:
@@ -328,8 +326,7 @@ class StereoDepthNode(Node):
         size = inference_size(c, left_t.shape[-2], left_t.shape[-1])
         index, model = self.worker.acquire()
         try:
-            with intra_op_threads(self._network_threads if self.device.type == "cpu" else None):
-                disp_l, disp_r = predict_disparities(model, left_t, right_t, size)
+            disp_l, disp_r = predict_disparities(model, left_t, right_t, size)
         finally:
             self.worker.release(index)
         mark("inference")
@@ -536,6 +533,7 @@ class StereoDepthNode(Node):
 
 
 def main(args: Sequence[str] | None = None) -> int:
+    single_thread_outside_processing()
     rclpy.init(args=args)
     node = StereoDepthNode()
     executor = MultiThreadedExecutor(num_threads=2)

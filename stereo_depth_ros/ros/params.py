@@ -72,8 +72,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("inference_height", 0, "Network input height in pixels (0 = the image height).", True, 0, 4096),
     ParamSpec("inference_scale", 1.0, "Run the network at this fraction of the image size (when inference_width/height "
               "are 0); disparity is resized and rescaled. Trades accuracy for speed on CPU.", True, 0.1, 1.0),
-    ParamSpec("cpu_threads", 0, "Torch CPU threads for the network (0 = torch's default, the core count); the "
-              "rest of the frame runs on one thread.", True, 0, 256),
+    ParamSpec("cpu_threads", 0, "Torch CPU threads of the frame processing (0 = torch's default, the core "
+              "count); the adaptation thread uses one.", True, 0, 256),
     ParamSpec("max_image_width", 2048, "Images wider than this are rejected (pixels).", True, 32, 16384),
     ParamSpec("max_image_height", 2048, "Images taller than this are rejected (pixels).", True, 32, 16384),
     # --- input

@@ -53,8 +53,9 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _publisher(width: int, height: int, rate: float, domain_id: int, stop: Any, ready: Any) -> None:
-    """Child process: publish the synthetic pair at ``rate`` Hz until ``stop`` is set."""
+def _publisher(width: int, height: int, rate: float, domain_id: int, stop: Any, ready: Any, parent: int) -> None:
+    """Child process: publish the synthetic pair at ``rate`` Hz until ``stop`` is set or the
+    benchmark process (pid ``parent``) is gone."""
     import rclpy
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
@@ -78,7 +79,7 @@ def _publisher(width: int, height: int, rate: float, domain_id: int, stop: Any, 
     period = 1.0 / rate
     next_time = time.monotonic()
     try:
-        while not stop.is_set():
+        while not stop.is_set() and os.getppid() == parent:  # never outlive a killed benchmark
             stamp = node.get_clock().now().to_msg()
             for msg, pub in zip(infos + images, pubs):
                 msg.header.stamp = stamp
@@ -136,7 +137,8 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
     spinner.start()
     spawn = mp.get_context("spawn")
     stop, ready = spawn.Event(), spawn.Event()
-    publisher = spawn.Process(target=_publisher, args=(width, height, args.rate, domain_id, stop, ready), daemon=True)
+    publisher = spawn.Process(target=_publisher, args=(width, height, args.rate, domain_id, stop, ready, os.getpid()),
+                              daemon=True)
     publisher.start()
     s = node.stats
     try:
@@ -246,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(_PROFILE))
     import torch
 
+    from ..ros.node import single_thread_outside_processing
+
+    single_thread_outside_processing()  # as stereo_depth_node's main() does
     reports = []
     for width, height in args.sizes:
         print(f"[bench_node] {width}x{height}: {args.warmup} + {args.frames} frames at {args.rate:g} Hz ...", file=sys.stderr)
