@@ -169,6 +169,7 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
         n = min(processing.size, inference.size)
         report: dict[str, Any] = {
             "size": f"{width}x{height}", "device": str(node.device), "inference_scale": args.inference_scale,
+            "processing_cpu_threads": node._network_threads,
             "rate_hz": args.rate, "frames_measured": processed, "frames_dropped": s.dropped - start_dropped,
             "adaptation": args.adaptation_mode if args.adaptation else "off",
             "stages_ms": stages, "processing_ms": _summary(processing),
@@ -256,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[bench_node] {width}x{height}: {args.warmup} + {args.frames} frames at {args.rate:g} Hz ...", file=sys.stderr)
         reports.append(_bench_size(args, width, height, args.domain_id))
     device = reports[0]["device"]
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    name = (torch.cuda.get_device_name(device) if device.startswith("cuda")
+            else f"CPU, {reports[0]['processing_cpu_threads']} torch threads for the frame path")
     title = (f"node through real topics on {name}: {args.rate:g} Hz input, adaptation "
              f"{reports[0]['adaptation']}, inference_scale {args.inference_scale:g}")
     table = _markdown(reports)
