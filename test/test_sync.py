@@ -392,3 +392,124 @@ def test_stereo_subscriber_over_real_topics(ros_context: Any, mode: str) -> None
         assert counters["received"] == frames and counters["last_receive_monotonic"] is not None
         if stats["backend"] == "builtin":
             assert counters["dropped_overflow"] == counters["dropped_late"] == counters["dropped_unmatched"] == 0
+
+
+def _message_filters_stand_in(node_subscriptions: list) -> Any:
+    """A ``message_filters`` module with its documented Python API (Subscriber(node, type, topic,
+    qos_profile=...), ``.sub``, registerCallback, TimeSynchronizer(fs, queue_size),
+    ApproximateTimeSynchronizer(fs, queue_size, slop)), pairing with our own policies, so the
+    StereoSubscriber's message_filters plumbing runs over real topics where the package is absent."""
+    import types
+
+    module = types.ModuleType("message_filters")
+    exact_policy, approximate_policy = ExactTimeSynchronizer, ApproximateTimeSynchronizer  # ours
+
+    class Subscriber:
+        def __init__(self, node: Any, msg_type: Any, topic: str, **kwargs: Any) -> None:
+            self.callbacks: list = []
+            self.topic, self.kwargs = topic, kwargs
+            self.sub = node.create_subscription(msg_type, topic, self._signal, kwargs.pop("qos_profile"), **kwargs)
+            node_subscriptions.append(self)
+
+        def registerCallback(self, callback: Any, *args: Any) -> None:
+            self.callbacks.append((callback, args))
+
+        def _signal(self, msg: Any) -> None:
+            for callback, args in self.callbacks:
+                callback(msg, *args)
+
+    class _Synchronizer:
+        def __init__(self, fs: list, queue_size: int, policy: Any) -> None:
+            self.fs, self.queue_size, self.callbacks = fs, queue_size, []
+            self._policy = policy
+            for index, f in enumerate(fs):
+                f.registerCallback(lambda msg, index=index: self._policy.add(index, msg))
+
+        def registerCallback(self, callback: Any) -> None:
+            self.callbacks.append(callback)
+
+        def _fire(self, *msgs: Any) -> None:
+            for callback in self.callbacks:
+                callback(*msgs)
+
+    class MfTimeSynchronizer(_Synchronizer):
+        def __init__(self, fs: list, queue_size: int) -> None:
+            super().__init__(fs, queue_size, exact_policy(len(fs), queue_size, lambda *m: self._fire(*m)))
+
+    class MfApproximateTimeSynchronizer(_Synchronizer):
+        def __init__(self, fs: list, queue_size: int, slop: float) -> None:
+            self.slop = slop
+            super().__init__(fs, queue_size, approximate_policy(len(fs), queue_size, slop, lambda *m: self._fire(*m)))
+
+    module.Subscriber, module.TimeSynchronizer, module.ApproximateTimeSynchronizer = (
+        Subscriber, MfTimeSynchronizer, MfApproximateTimeSynchronizer)
+    return module
+
+
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_message_filters_backend_plumbing_over_real_topics(ros_context: Any, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from stereo_depth_ros.core.camera import StereoCamera
+    from stereo_depth_ros.ros import sync as sync_module
+    from stereo_depth_ros.ros.conversions import camera_info_msg, numpy_to_image
+
+    created: list = []
+    monkeypatch.setitem(sys.modules, "message_filters", _message_filters_stand_in(created))
+    sync_module.message_filters_available.cache_clear()
+    try:
+        assert sync_module.message_filters_available()
+        frames = 5
+        prefix = f"/mf_test_{mode}_{os.getpid()}"
+        qos = QoSProfile(depth=frames * 2, reliability=ReliabilityPolicy.RELIABLE)
+        sub_node = Node("mf_sub", context=ros_context)
+        pub_node = Node("mf_pub", context=ros_context)
+        received: list = []
+        stereo = StereoSubscriber(
+            sub_node, lambda *m: received.append(tuple(x.header.stamp.sec for x in m)),
+            left_image_topic=f"{prefix}/left", right_image_topic=f"{prefix}/right",
+            left_info_topic=f"{prefix}/left_info", right_info_topic=f"{prefix}/right_info",
+            qos=qos, queue_size=7, approximate=mode == "approximate", slop=0.005,
+        )
+        assert stereo.backend == "message_filters"
+        # The four inputs in the synchroniser's argument order, with the QoS and parameters given.
+        assert [s.topic for s in created] == [f"{prefix}/left", f"{prefix}/right", f"{prefix}/left_info", f"{prefix}/right_info"]
+        synchronizer = stereo._mf_synchronizer
+        assert synchronizer.fs == created and synchronizer.queue_size == 7
+        assert getattr(synchronizer, "slop", None) == (0.005 if mode == "approximate" else None)
+        publishers = [pub_node.create_publisher(t, f"{prefix}/{n}", qos) for t, n in (
+            (Image, "left"), (Image, "right"), (CameraInfo, "left_info"), (CameraInfo, "right_info"))]
+        executor = SingleThreadedExecutor(context=ros_context)
+        executor.add_node(sub_node)
+        deadline = time.monotonic() + 15.0
+        while any(p.get_subscription_count() < 1 for p in publishers) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        camera = StereoCamera.from_intrinsics(6, 4, 5.0, 0.1)
+        for i in range(frames):
+            header = camera_info_msg(camera).header
+            header.stamp.sec = 200 + i
+            right_header = camera_info_msg(camera).header
+            right_header.stamp.sec, right_header.stamp.nanosec = 200 + i, (1_000_000 if mode == "approximate" else 0)
+            for pub, message in zip(publishers, (numpy_to_image(np.zeros((4, 6), np.uint8), "mono8", header),
+                                                 numpy_to_image(np.zeros((4, 6), np.uint8), "mono8", right_header),
+                                                 camera_info_msg(camera, header), camera_info_msg(camera, right_header))):
+                pub.publish(message)
+        while len(received) < frames and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert received == [(200 + i,) * 4 for i in range(frames)]
+        stats = stereo.stats()
+        assert stats["backend"] == "message_filters" and stats["matched"] == frames
+        assert all(stats["inputs"][n]["received"] == frames and stats["inputs"][n]["dropped_late"] is None for n in STEREO_INPUTS)
+        subscriptions_before = len(list(sub_node.subscriptions))
+        stereo.destroy()
+        assert len(list(sub_node.subscriptions)) == subscriptions_before - 4
+        executor.shutdown()
+        sub_node.destroy_node()
+        pub_node.destroy_node()
+    finally:
+        sync_module.message_filters_available.cache_clear()
