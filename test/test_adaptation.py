@@ -36,9 +36,21 @@ def changed(before, model):
 def test_config_rejects_bad_values():
     for kwargs, message in [(dict(mode="half"), "mode"), (dict(learning_rate=0), "learning_rate"),
                             (dict(adapt_every=0), "adapt_every"), (dict(jump_factor=1.0), "jump_factor"),
-                            (dict(min_valid_fraction=1.5), "min_valid_fraction"), (dict(optimizer="lbfgs"), "optimizer")]:
+                            (dict(min_valid_fraction=1.5), "min_valid_fraction"), (dict(optimizer="lbfgs"), "optimizer"),
+                            (dict(anchor=1.0), "anchor"), (dict(anchor=-0.1), "anchor")]:
         with pytest.raises(ValueError, match=message):
             AdaptationConfig(**kwargs)
+
+
+def test_anchor_pulls_each_update_back_towards_the_initial_weights(frames):
+    """One step with anchor a moves every weight exactly (1 - a) as far as the same step without."""
+    free = fresh(AdaptationConfig(mode="full", learning_rate=1e-4, lr_warmup_steps=1, anchor=0.0))
+    anchored = fresh(AdaptationConfig(mode="full", learning_rate=1e-4, lr_warmup_steps=1, anchor=0.25))
+    start = params_of(free.model)
+    assert free.step(*frames[0][:2]).status == anchored.step(*frames[0][:2]).status == "adapted"
+    for name, p in anchored.model.named_parameters():
+        free_move = dict(free.model.named_parameters())[name].detach() - start[name]
+        torch.testing.assert_close(p.detach() - start[name], 0.75 * free_move, rtol=1e-3, atol=1e-8)
 
 
 def test_none_mode_and_adapt_every(frames):

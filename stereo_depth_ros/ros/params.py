@@ -94,6 +94,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("adaptation.mode", "mad", "full: all weights; mad: one pyramid block per step; none.", choices=("full", "mad", "none")),
     ParamSpec("adaptation.image_loss", "ssim_l1", "Reconstruction error of the adaptation loss.", choices=("ssim_l1", "census")),
     ParamSpec("adaptation.learning_rate", 1e-5, "Adaptation step size.", False, 1e-9, 1e-2),
+    ParamSpec("adaptation.anchor", 0.05, "After every update pull the adapted weights this fraction of the way back to "
+              "the initial ones (bounds drift; 0 disables).", False, 0.0, 0.99),
     ParamSpec("adaptation.adapt_every", 1, "Adapt on every N-th processed frame.", False, 1, 1000),
     ParamSpec("adaptation.weights_path", "", "Where adapted weights are saved (empty: never saved).", True),
     ParamSpec("adaptation.resume", False, "Start from adaptation.weights_path when it loads (else the shipped weights).", True),
@@ -140,6 +142,7 @@ class NodeConfig:
     adaptation_mode: str
     adaptation_image_loss: str
     adaptation_learning_rate: float
+    adaptation_anchor: float
     adaptation_adapt_every: int
     adaptation_weights_path: str
     adaptation_resume: bool
@@ -168,6 +171,7 @@ class NodeConfig:
             image_loss=self.adaptation_image_loss,  # type: ignore[arg-type]
             learning_rate=self.adaptation_learning_rate,
             adapt_every=self.adaptation_adapt_every,
+            anchor=self.adaptation_anchor,
         )
 
 

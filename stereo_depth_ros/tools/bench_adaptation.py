@@ -79,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="instead: adapt STEPS times on one frame (seed --seed) and compare with the GT's loss")
     p.add_argument("--image-loss", default="ssim_l1", choices=("ssim_l1", "census"))
     p.add_argument("--no-automask", action="store_true", help="adapt without auto-masking")
+    p.add_argument("--anchor", type=float, default=AdaptationConfig().anchor,
+                   help="pull towards the initial weights after every update (fraction)")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     if args.single_frame:
@@ -89,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               for f in generate_sequence(args.seed, args.frames, width, height, args.domain)]
     home = [(image_to_tensor(s.left), image_to_tensor(s.right), s.disparity_left)
             for s in (generate_sample(seed, width, height, "indoor") for seed in split_seeds("test", args.forgetting_samples))]
-    base_config = AdaptationConfig(learning_rate=args.lr, image_loss=args.image_loss, automask=not args.no_automask)
+    base_config = AdaptationConfig(learning_rate=args.lr, image_loss=args.image_loss, automask=not args.no_automask,
+                                   anchor=args.anchor)
     results: dict[str, dict] = {}
     for mode in args.modes:
         model, _ = load_model(args.weights)

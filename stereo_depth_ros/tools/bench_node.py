@@ -5,9 +5,10 @@
         [--output bench.json] [--markdown bench.md]
 
 For each size a separate publisher process (a camera driver stand-in: its own rclpy context and
-DDS participant) publishes one synthetic stereo pair with camera_info at ``--rate`` Hz over
-reliable QoS, through the shipped Fast DDS profile. The node runs in this process on its own
-executor, exactly as ``stereo_depth_node`` runs it. After ``--warmup`` processed frames the node's
+DDS participant) publishes one synthetic stereo pair with camera_info at ``--rate`` Hz with
+SensorDataQoS, as camera drivers do and the node subscribes by default (``--qos reliable``: both
+sides reliable, as for bag playback), through the shipped Fast DDS profile. The node runs in this
+process on its own executor, exactly as ``stereo_depth_node`` runs it. After ``--warmup`` processed frames the node's
 statistics are cleared and the next ``--frames`` processed frames are measured:
 
 - the node's own per-stage times (decode, host_to_device, inference, masks, to_numpy,
@@ -53,11 +54,12 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _publisher(width: int, height: int, rate: float, domain_id: int, stop: Any, ready: Any, parent: int) -> None:
+def _publisher(width: int, height: int, rate: float, domain_id: int, stop: Any, ready: Any, parent: int,
+               qos_name: str) -> None:
     """Child process: publish the synthetic pair at ``rate`` Hz until ``stop`` is set or the
     benchmark process (pid ``parent``) is gone."""
     import rclpy
-    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
     from ..core.camera import StereoCamera
@@ -69,7 +71,8 @@ def _publisher(width: int, height: int, rate: float, domain_id: int, stop: Any, 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
     node = rclpy.create_node("bench_camera", context=context)
-    qos = QoSProfile(depth=2, reliability=QoSReliabilityPolicy.RELIABLE)
+    qos = (QoSProfile(depth=2, reliability=QoSReliabilityPolicy.RELIABLE) if qos_name == "reliable"
+           else qos_profile_sensor_data)
     pubs = [node.create_publisher(t, n, qos) for t, n in ((CameraInfo, "left/camera_info"), (CameraInfo, "right/camera_info"),
                                                            (Image, "left/image_rect"), (Image, "right/image_rect"))]
     images = [numpy_to_image(np.clip(np.round(im * 255), 0, 255).astype(np.uint8), "rgb8") for im in (sample.left, sample.right)]
@@ -126,7 +129,7 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
-    overrides = [Parameter("adaptation.enabled", value=args.adaptation), Parameter("sensor_qos", value="reliable"),
+    overrides = [Parameter("adaptation.enabled", value=args.adaptation), Parameter("sensor_qos", value=args.qos),
                  Parameter("device", value=args.device), Parameter("inference_scale", value=float(args.inference_scale)),
                  Parameter("adaptation.mode", value=args.adaptation_mode),
                  Parameter("max_image_width", value=max(2048, width)), Parameter("max_image_height", value=max(2048, height))]
@@ -137,7 +140,7 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
     spinner.start()
     spawn = mp.get_context("spawn")
     stop, ready = spawn.Event(), spawn.Event()
-    publisher = spawn.Process(target=_publisher, args=(width, height, args.rate, domain_id, stop, ready, os.getpid()),
+    publisher = spawn.Process(target=_publisher, args=(width, height, args.rate, domain_id, stop, ready, os.getpid(), args.qos),
                               daemon=True)
     publisher.start()
     s = node.stats
@@ -236,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--inference-scale", type=float, default=1.0, help="the node's inference_scale parameter")
     p.add_argument("--adaptation", action="store_true", help="adapt online while measuring")
     p.add_argument("--adaptation-mode", default="mad", choices=("mad", "full"))
+    p.add_argument("--qos", choices=("reliable", "sensor_data"), default="sensor_data",
+                   help="QoS of the camera topics on both sides (sensor_data = best effort, as camera drivers publish)")
     p.add_argument("--sgbm-frames", type=int, default=20)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per size")
     p.add_argument("--domain-id", type=int, default=77)
