@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import open3d
 
 __all__ = [
+    "open3d_module",
     "depth_to_points",
     "pack_rgb",
     "unpack_rgb",
@@ -28,6 +29,12 @@ __all__ = [
     "IcpResult",
     "icp_residual",
 ]
+
+
+def open3d_module() -> Any:
+    """The ``open3d`` module (imported on first use, which takes about half a second); ImportError
+    with the fix when it cannot be imported."""
+    return _open3d()
 
 
 def _open3d() -> Any:

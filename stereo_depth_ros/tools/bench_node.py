@@ -54,6 +54,15 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _parse_param(text: str) -> tuple[str, Any]:
+    import yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, yaml.safe_load(value)
+
+
 def _publisher(width: int, height: int, rate: float, domain_id: int, stop: Any, ready: Any, parent: int,
                qos_name: str) -> None:
     """Child process: publish the synthetic pair at ``rate`` Hz until ``stop`` is set or the
@@ -125,7 +134,7 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from ..ros.node import StereoDepthNode
+    from ..ros.node import StereoDepthNode, freeze_startup_objects
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
@@ -133,7 +142,9 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
                  Parameter("device", value=args.device), Parameter("inference_scale", value=float(args.inference_scale)),
                  Parameter("adaptation.mode", value=args.adaptation_mode),
                  Parameter("max_image_width", value=max(2048, width)), Parameter("max_image_height", value=max(2048, height))]
+    overrides += [Parameter(name, value=value) for name, value in args.param]
     node = StereoDepthNode(context=context, parameter_overrides=overrides)
+    freeze_startup_objects()  # as stereo_depth_node's main() does
     executor = MultiThreadedExecutor(num_threads=2, context=context)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -180,6 +191,8 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
             "overhead_beyond_network_ms": _summary(processing[-n:] - inference[-n:]),
             "adaptation_step_ms": _summary(s.adaptation_ms),
             "latency_ms": _summary(s.latencies_ms), "throughput_fps": processed / elapsed,
+            # Gaps between synchronised stereo sets reaching the node: 1/rate when delivery is even.
+            "input_interval_ms": _summary(1000 * np.diff([t for t in s.input_times if t >= started])),
             "peak_host_memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
         if node.device.type == "cuda":
@@ -219,6 +232,7 @@ def _markdown(reports: list[dict[str, Any]]) -> str:
     row("adaptation step (own thread)", [fmt(r["adaptation_step_ms"]) for r in reports])
     row("latency stamp -> publish", [fmt(r["latency_ms"]) for r in reports])
     row("throughput (frames/s)", [f"{r['throughput_fps']:.1f}" for r in reports])
+    row("input interval at the node", [fmt(r["input_interval_ms"]) for r in reports])
     row("frames measured / dropped", [f"{r['frames_measured']} / {r['frames_dropped']}" for r in reports])
     row("OpenCV SGBM, same pair", [fmt(r["sgbm_ms"]) for r in reports])
     row("network / SGBM", [f"{r['network_over_sgbm']:.2f}x" for r in reports])
@@ -241,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--adaptation-mode", default="mad", choices=("mad", "full"))
     p.add_argument("--qos", choices=("reliable", "sensor_data"), default="sensor_data",
                    help="QoS of the camera topics on both sides (sensor_data = best effort, as camera drivers publish)")
+    p.add_argument("--param", type=_parse_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="any other node parameter (repeatable), e.g. diagnostics.icp_every=0")
     p.add_argument("--sgbm-frames", type=int, default=20)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per size")
     p.add_argument("--domain-id", type=int, default=77)
