@@ -516,7 +516,7 @@ class StereoDepthNode(Node):
             kv("skipped", stats["skipped"]), kv("rollbacks", stats["rollbacks"]),
             kv("loss", float(last.loss) if last is not None else float("nan")),
             kv("last_status", stats["last_status"]), kv("frames_dropped", self.worker.dropped),
-            kv("learning_rate", c.adaptation_learning_rate)]))
+            kv("busy", not self.worker.idle()), kv("learning_rate", c.adaptation_learning_rate)]))
 
         statuses.append(DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{name}: model", message=self.model_source,
                                          hardware_id=self.get_fully_qualified_name(), values=[

@@ -327,6 +327,16 @@ def play_into_node(bag: Path, topics: StereoTopics, params_file: Path, namespace
             if done or quiet:
                 break
             time.sleep(0.1)
+        # Adaptation runs beside the frame path: let the node finish the step in flight, so that its
+        # final diagnostics (the report's adaptation summary) count every step it took.
+        outputs_done = time.monotonic()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and process.poll() is None:
+            with lock:
+                latest = diagnostics[-1] if diagnostics else None
+            if latest is not None and latest[0] > outputs_done and not _adaptation_busy(latest[1]):
+                break
+            time.sleep(0.05)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -340,6 +350,15 @@ def play_into_node(bag: Path, topics: StereoTopics, params_file: Path, namespace
         rclpy.shutdown(context=context)
     latency = {s: 1000 * (received_at[s] - published_at[s]) for s in disparities if s in published_at}
     return PlayResult(disparities, received_at, latency, recorded, diagnostics, "".join(log_lines), process.returncode)
+
+
+def _adaptation_busy(array: Any) -> bool:
+    """Whether a DiagnosticArray says the node's adaptation worker has a step pending or running
+    (False when it does not say: older nodes, adaptation status missing)."""
+    for status in array.status:
+        if status.name.endswith(": adaptation"):
+            return any(kv.key == "busy" and kv.value == "True" for kv in status.values)
+    return False
 
 
 def _adaptation_at(played: PlayResult, when: float | None) -> dict[str, Any]:
