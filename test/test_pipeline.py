@@ -5,7 +5,7 @@ from stereo_depth_ros.core.camera import StereoCamera
 from stereo_depth_ros.core.masks import ValidityConfig
 from stereo_depth_ros.core.network.estimator import image_to_tensor, prepare_for_inference
 from stereo_depth_ros.core.network.weights import load_model
-from stereo_depth_ros.core.pipeline import predict_disparities, process_frame
+from stereo_depth_ros.core.pipeline import predict_disparities, predict_left, process_frame, scaled_size
 from stereo_depth_ros.core.synthetic import generate_sample
 
 
@@ -56,3 +56,16 @@ def test_predict_disparities_is_what_process_frame_validates(setup):
     disp_l, disp_r = predict_disparities(model, left, right, inference_size=(96, 128))
     assert disp_l.shape == disp_r.shape == (1, 1, 192, 256)
     assert (disp_l == full.disparity_left).all() and (disp_r == full.disparity_right).all()
+
+
+def test_predict_left_matches_the_pair_prediction_and_scaled_size(setup):
+    s, camera, model, left, right = setup
+    for size in (None, (96, 128)):
+        alone = predict_left(model, left, right, size)
+        with_right, _ = predict_disparities(model, left, right, size)
+        assert alone.shape == (1, 1, 192, 256)
+        np.testing.assert_allclose(alone.numpy(), with_right.numpy(), atol=1e-3)
+    assert scaled_size(480, 640, 0.5) == (240, 320) and scaled_size(480, 640, 1.0) == (480, 640)
+    assert scaled_size(100, 200, 0.1) == (32, 32)
+    with pytest.raises(ValueError, match=r"scale: expected a fraction in \(0, 1\]"):
+        scaled_size(480, 640, 1.5)

@@ -16,7 +16,7 @@ from .masks import Validity, ValidityConfig, compute_validity
 from .network.estimator import predict_left_right
 from .network.model import StereoNet
 
-__all__ = ["FrameResult", "predict_disparities", "process_frame"]
+__all__ = ["FrameResult", "scaled_size", "predict_left", "predict_disparities", "process_frame"]
 
 
 @dataclass
@@ -36,6 +36,36 @@ class FrameResult:
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """``(height, width)`` times ``scale``, rounded, at least 32 pixels per side (so the network's
+    pyramid keeps a few levels): the network input size for an ``inference_scale``."""
+    if not 0.0 < float(scale) <= 1.0:
+        raise ValueError(f"scale: expected a fraction in (0, 1], got {scale}")
+    return max(32, round(height * scale)), max(32, round(width * scale))
+
+
+def _upsample_disparity(disparity: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Disparity ``(B, 1, h, w)`` resized to ``size`` and rescaled to that image's pixels."""
+    return F.interpolate(disparity, size=size, mode="bilinear", align_corners=False) * (size[1] / disparity.shape[-1])
+
+
+@torch.inference_mode()
+def predict_left(
+    model: StereoNet,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    inference_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Left disparity ``(B, 1, H, W)`` in pixels at the input size, the network run at
+    ``inference_size`` ``(height, width)`` (None: the input size)."""
+    check_tensor(left, "left", ("B", 3, "H", "W"))
+    check_same_batch_and_size(left, "left", right, "right")
+    size = tuple(left.shape[-2:])
+    if inference_size is None or tuple(inference_size) == size:
+        return model(left, right).disparity
+    return _upsample_disparity(model(_resize(left, inference_size), _resize(right, inference_size)).disparity, size)
 
 
 @torch.inference_mode()
@@ -59,14 +89,11 @@ def predict_disparities(
     check_tensor(left, "left", (1, 3, "H", "W"))
     check_tensor(right, "right", (1, 3, "H", "W"))
     check_same_batch_and_size(left, "left", right, "right")
-    height, width = left.shape[-2:]
-    if inference_size is not None and tuple(inference_size) != (height, width):
-        disp_l, disp_r = predict_left_right(model, _resize(left, inference_size), _resize(right, inference_size))
-        scale = width / inference_size[1]
-        disp_l = F.interpolate(disp_l, size=(height, width), mode="bilinear", align_corners=False) * scale
-        disp_r = F.interpolate(disp_r, size=(height, width), mode="bilinear", align_corners=False) * scale
-        return disp_l, disp_r
-    return predict_left_right(model, left, right)
+    size = tuple(left.shape[-2:])
+    if inference_size is None or tuple(inference_size) == size:
+        return predict_left_right(model, left, right)
+    disp_l, disp_r = predict_left_right(model, _resize(left, inference_size), _resize(right, inference_size))
+    return _upsample_disparity(disp_l, size), _upsample_disparity(disp_r, size)
 
 
 @torch.inference_mode()

@@ -37,7 +37,7 @@ from ..core.camera import StereoCamera
 from ..core.masks import compute_validity
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import DEFAULT_WEIGHTS
-from ..core.pipeline import predict_disparities
+from ..core.pipeline import predict_disparities, scaled_size
 from .conversions import (
     ConversionError,
     camera_from_info,
@@ -135,7 +135,7 @@ def inference_size(config: NodeConfig, height: int, width: int) -> tuple[int, in
         return config.inference_height, config.inference_width
     if config.inference_scale == 1.0:
         return None
-    return max(32, round(height * config.inference_scale)), max(32, round(width * config.inference_scale))
+    return scaled_size(height, width, config.inference_scale)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -48,7 +48,7 @@ def _time(fn, frames: int, warmup: int, sync: bool) -> list[float]:
 def _scale_table(args: argparse.Namespace) -> int:
     """Scale vs accuracy vs time at each size, SGBM in the same run."""
     from ..core.metrics import aggregate, evaluate_disparity
-    from ..core.pipeline import _resize
+    from ..core.pipeline import predict_left, scaled_size
     from ..core.synthetic import split_seeds
 
     if args.threads:
@@ -60,13 +60,7 @@ def _scale_table(args: argparse.Namespace) -> int:
     rows = []
 
     def predict(left: torch.Tensor, right: torch.Tensor, scale: float) -> torch.Tensor:
-        height, width = left.shape[-2:]
-        if scale == 1.0:
-            return model(left, right).disparity
-        size = (max(32, round(height * scale)), max(32, round(width * scale)))
-        disparity = model(_resize(left, size), _resize(right, size)).disparity
-        return torch.nn.functional.interpolate(disparity, size=(height, width), mode="bilinear",
-                                               align_corners=False) * (width / size[1])
+        return predict_left(model, left, right, scaled_size(*left.shape[-2:], scale))
 
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))
