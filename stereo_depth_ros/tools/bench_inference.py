@@ -45,17 +45,30 @@ def _time(fn, frames: int, warmup: int, sync: bool) -> list[float]:
     return out
 
 
+def _load(args: argparse.Namespace) -> tuple[torch.device, torch.nn.Module, dict]:
+    """Thread setting, device and the network ready for inference, from the command line."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model, meta = load_model(args.weights, device)
+    return device, prepare_for_inference(model, device), meta
+
+
+def _report(args: argparse.Namespace, lines: list[str], rows: list[dict], meta: dict) -> int:
+    """Print the Markdown table; write the rows and the weights' training command as JSON."""
+    print("\n".join(lines))
+    if args.output:
+        args.output.write_text(json.dumps({"rows": rows, "weights": meta.get("training_command")}, indent=2) + "\n")
+    return 0
+
+
 def _scale_table(args: argparse.Namespace) -> int:
     """Scale vs accuracy vs time at each size, SGBM in the same run."""
     from ..core.metrics import aggregate, evaluate_disparity
     from ..core.pipeline import predict_left, scaled_size
     from ..core.synthetic import split_seeds
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    model, meta = load_model(args.weights, device)
-    model = prepare_for_inference(model, device)
+    device, model, meta = _load(args)
     sgbm = SgbmBackend()
     rows = []
 
@@ -93,10 +106,7 @@ def _scale_table(args: argparse.Namespace) -> int:
     for r in rows:
         lines.append(f"| {r['size']} | {r['method']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | "
                      f"{r['ratio_to_sgbm']:.2f} | {r['epe']:.2f} | {r['bad3_pct']:.1f} |")
-    print("\n".join(lines))
-    if args.output:
-        args.output.write_text(json.dumps({"rows": rows, "weights": meta.get("training_command")}, indent=2) + "\n")
-    return 0
+    return _report(args, lines, rows, meta)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,11 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.scales is not None:
         return _scale_table(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    model, meta = load_model(args.weights, device)
-    model = prepare_for_inference(model, device)
+    device, model, meta = _load(args)
     rows = []
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))
@@ -150,10 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         lines.append(f"| {r['size']} | {r['device']} | {r['precision']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | "
                      f"{r['fps']:.0f} | {r['sgbm_median_ms']:.1f} | {r['ratio_to_sgbm']:.2f} |")
-    print("\n".join(lines))
-    if args.output:
-        args.output.write_text(json.dumps({"rows": rows, "weights": meta.get("training_command")}, indent=2) + "\n")
-    return 0
+    return _report(args, lines, rows, meta)
 
 
 if __name__ == "__main__":
