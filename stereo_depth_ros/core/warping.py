@@ -4,10 +4,10 @@ Inverse warping reconstructs a *target* view by sampling a *source* image at the
 target pixel's 3D point lands in the source camera. For a rectified pair and the left disparity
 ``d``, the left view is reconstructed from the right image sampled at ``(u - d, v)``.
 
-Every call to ``grid_sample`` goes through :func:`pixels_to_grid` with the module's single
-``ALIGN_CORNERS`` setting, so the pixel -> [-1, 1] normalisation always matches the sampler
-(pixel centres at integer coordinates; with ``align_corners=False`` pixel ``u`` maps to
-``(2u + 1) / W - 1``).
+Every ``grid_sample`` grid is normalised by one helper (used by :func:`pixels_to_grid` and by the
+rectified fast path :func:`sample_columns`) with the module's single ``ALIGN_CORNERS`` setting,
+so the pixel -> [-1, 1] normalisation always matches the sampler (pixel centres at integer
+coordinates; with ``align_corners=False`` pixel ``u`` maps to ``(2u + 1) / W - 1``).
 """
 
 from __future__ import annotations
@@ -51,14 +51,17 @@ def pixels_to_grid(pixels: torch.Tensor, height: int, width: int, align_corners:
     check_tensor(pixels, "pixels", ("B", 2, "H", "W"))
     if height <= 0 or width <= 0:
         raise ValueError(f"pixels_to_grid: expected a positive image size, got {height}x{width}")
-    size = torch.tensor([width, height], dtype=pixels.dtype, device=pixels.device).view(1, 2, 1, 1)
+    u, v = _normalise(pixels[:, 0], width, align_corners), _normalise(pixels[:, 1], height, align_corners)
+    return torch.stack([u, v], dim=-1)
+
+
+def _normalise(coordinate: torch.Tensor, size: int, align_corners: bool) -> torch.Tensor:
+    """Pixel coordinate along an axis of ``size`` pixels -> ``grid_sample``'s ``[-1, 1]``."""
     if align_corners:
-        # u = 0 -> -1, u = W - 1 -> +1 (a 1-pixel axis maps to 0).
-        grid = torch.where(size > 1, 2 * pixels / (size - 1).clamp(min=1) - 1, torch.zeros_like(pixels))
-    else:
-        # Pixel centre u sits at (2u + 1) / W - 1; the image spans [-1, 1] edge to edge.
-        grid = (2 * pixels + 1) / size - 1
-    return grid.permute(0, 2, 3, 1)
+        # u = 0 -> -1, u = size - 1 -> +1 (a 1-pixel axis maps to 0).
+        return 2 * coordinate / (size - 1) - 1 if size > 1 else torch.zeros_like(coordinate)
+    # Pixel centre u sits at (2u + 1) / size - 1; the image spans [-1, 1] edge to edge.
+    return (2 * coordinate + 1) / size - 1
 
 
 def sample_image(
@@ -148,12 +151,8 @@ def sample_columns(image: torch.Tensor, columns: torch.Tensor, padding_mode: Pad
     if columns.shape[0] != batch or columns.shape[2] != height:
         raise ValueError(f"columns: expected shape ({batch}, 1, {height}, W_out) like image, got {tuple(columns.shape)}")
     v = torch.arange(height, device=image.device, dtype=image.dtype).view(1, height, 1)
-    if ALIGN_CORNERS:
-        grid_u = columns[:, 0].to(image.dtype) * (2.0 / max(width - 1, 1)) - 1.0
-        grid_v = v * (2.0 / max(height - 1, 1)) - 1.0
-    else:
-        grid_u = columns[:, 0].to(image.dtype) * (2.0 / width) + (1.0 / width - 1.0)
-        grid_v = v * (2.0 / height) + (1.0 / height - 1.0)
+    grid_u = _normalise(columns[:, 0].to(image.dtype), width, ALIGN_CORNERS)
+    grid_v = _normalise(v, height, ALIGN_CORNERS)
     grid = torch.stack([grid_u, grid_v.expand_as(grid_u)], dim=-1)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS)
 
