@@ -134,6 +134,11 @@ def test_publishes_every_output_consistent_with_the_input(harness, sample):
     assert image_to_numpy(harness.received["confidence"][0]).shape == (256, 320)
     assert np.isfinite(image_to_numpy(harness.received["error"][0])).all()
 
+    assert harness.spin_until(lambda: _status(harness, "model") is not None, timeout=5)
+    model_status = _status(harness, "model")
+    values = {kv.key: kv.value for kv in model_status.values}
+    assert model_status.level == DiagnosticStatus.OK and values["compile"] == "off" and values["device"] == "cpu"
+
 
 def _status(h: Harness, task: str) -> DiagnosticStatus | None:
     for array in reversed(h.received["diag"]):

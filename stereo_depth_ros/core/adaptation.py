@@ -43,6 +43,7 @@ import torch
 
 from .checks import check_positive, check_same_batch_and_size, check_tensor
 from .losses import census_error, edge_aware_smoothness, left_right_consistency, masked_mean, photometric_error
+from .network.compiled import CompiledStereoNet
 from .network.estimator import predict_left_right, prepare_for_inference
 from .network.model import StereoNet
 from .network.weights import WeightsError, load_model, save_weights
@@ -572,6 +573,9 @@ class AdaptationWorker:
         on_result: optional callback with every :class:`StepResult` (from the worker thread).
         cpu_threads: torch intra-op CPU threads of the worker thread (None: torch's default). With
             PyTorch's OpenMP backend this is per thread, so it does not change the caller's.
+        compile: hand out the inference models wrapped in
+            :class:`~stereo_depth_ros.core.network.compiled.CompiledStereoNet` (``torch.compile``;
+            the adapted weights are copied into them in place, so the compiled graphs stay valid).
     """
 
     def __init__(
@@ -579,6 +583,7 @@ class AdaptationWorker:
         adapter: OnlineAdapter,
         on_result: Callable[[StepResult], None] | None = None,
         cpu_threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.adapter = adapter
         self.on_result = on_result
@@ -586,10 +591,12 @@ class AdaptationWorker:
             raise ValueError(f"cpu_threads: expected None or at least 1, got {cpu_threads}")
         self._cpu_threads = cpu_threads
         device = next(adapter.model.parameters()).device
-        self._buffers = [prepare_for_inference(copy.deepcopy(adapter.model), device) for _ in range(2)]
-        for b in self._buffers:
+        self._models = [prepare_for_inference(copy.deepcopy(adapter.model), device) for _ in range(2)]
+        for b in self._models:
             for p in b.parameters():
                 p.requires_grad_(False)
+        # What acquire() hands out: the models themselves, or compiled views of them.
+        self._buffers: list[torch.nn.Module] = [CompiledStereoNet(m) if compile else m for m in self._models]
         self._current = 0
         self._in_use = [0, 0]
         self._lock = threading.Lock()
@@ -615,7 +622,7 @@ class AdaptationWorker:
             self._pending = (left.detach(), right.detach())
             self._cond.notify()
 
-    def acquire(self) -> tuple[int, StereoNet]:
+    def acquire(self) -> tuple[int, StereoNet | CompiledStereoNet]:
         """The current inference model, marked in use; pair with :meth:`release`."""
         with self._lock:
             index = self._current
@@ -625,6 +632,13 @@ class AdaptationWorker:
     def release(self, index: int) -> None:
         with self._lock:
             self._in_use[index] -= 1
+
+    def compile_state(self) -> str:
+        """``"off"``, ``"on"`` or ``"failed: <why>"`` for the inference models' ``torch.compile``."""
+        failures = [b.failure for b in self._buffers if isinstance(b, CompiledStereoNet) and b.failure]
+        if failures:
+            return f"failed: {failures[0]}"
+        return "on" if isinstance(self._buffers[0], CompiledStereoNet) else "off"
 
     def set_enabled(self, enabled: bool) -> None:
         with self._cond:
@@ -656,7 +670,7 @@ class AdaptationWorker:
             if self._in_use[spare]:
                 return  # still used by a slow inference: publish on the next step instead
         with torch.no_grad():
-            for dst, src in zip(self._buffers[spare].state_dict().values(), self.adapter.model.state_dict().values()):
+            for dst, src in zip(self._models[spare].state_dict().values(), self.adapter.model.state_dict().values()):
                 dst.copy_(src)
         if self._stream is not None:
             self._stream.synchronize()

@@ -167,7 +167,8 @@ class StereoDepthNode(Node):
         self.max_disparity = float(model.config.max_disparity)
         self.adapter = OnlineAdapter(model, self.config.adaptation())
         self.worker = AdaptationWorker(self.adapter, on_result=self._on_adaptation,
-                                       cpu_threads=ADAPTATION_CPU_THREADS if self.device.type == "cpu" else None)
+                                       cpu_threads=ADAPTATION_CPU_THREADS if self.device.type == "cpu" else None,
+                                       compile=self.config.compile)
         self.worker.set_enabled(self.config.adaptation_enabled and self.config.adaptation_mode != "none")
         self._adapt_lock = threading.Lock()
         self._last_adaptation: StepResult | None = None
@@ -217,6 +218,7 @@ class StereoDepthNode(Node):
             f"ready on {self.device} with {self.model_source}; adaptation "
             f"{'on' if self.config.adaptation_enabled else 'off'} ({self.config.adaptation_mode}); "
             f"sync {self.subscriber.backend} {'approximate' if self.config.approximate_sync else 'exact'}"
+            + ("; torch.compile on: the first frame of each size waits for the compiler" if self.config.compile else "")
         )
 
     # ------------------------------------------------------------------ parameters
@@ -518,9 +520,13 @@ class StereoDepthNode(Node):
             kv("last_status", stats["last_status"]), kv("frames_dropped", self.worker.dropped),
             kv("busy", not self.worker.idle()), kv("learning_rate", c.adaptation_learning_rate)]))
 
-        statuses.append(DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{name}: model", message=self.model_source,
+        compile_state = self.worker.compile_state()
+        level, message = DiagnosticStatus.OK, self.model_source
+        if compile_state.startswith("failed"):  # still running (eagerly), but not as configured
+            level, message = DiagnosticStatus.WARN, f"{self.model_source}; torch.compile {compile_state}"
+        statuses.append(DiagnosticStatus(level=level, name=f"{name}: model", message=message,
                                          hardware_id=self.get_fully_qualified_name(), values=[
-            kv("device", str(self.device)), kv("weights", self.model_source),
+            kv("device", str(self.device)), kv("weights", self.model_source), kv("compile", compile_state),
             kv("max_disparity_px", self.max_disparity),
             kv("training_command", self.model_meta.get("training_command", ""))]))
         array = DiagnosticArray(status=statuses)

@@ -74,6 +74,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "are 0); disparity is resized and rescaled. Trades accuracy for speed on CPU.", True, 0.1, 1.0),
     ParamSpec("cpu_threads", 0, "Torch CPU threads of the frame processing (0 = torch's default, the core "
               "count); the adaptation thread uses one.", True, 0, 256),
+    ParamSpec("compile", False, "Run the network through torch.compile for the fixed input size: the first frame (and "
+              "each new size) waits for the compiler (30-60 s on 2 CPU cores), later frames run faster; needs a C++ "
+              "compiler on CPU and falls back to eager with a warning when compiling fails.", True),
     ParamSpec("max_image_width", 2048, "Images wider than this are rejected (pixels).", True, 32, 16384),
     ParamSpec("max_image_height", 2048, "Images taller than this are rejected (pixels).", True, 32, 16384),
     # --- input
@@ -125,6 +128,7 @@ class NodeConfig:
     inference_height: int
     inference_scale: float
     cpu_threads: int
+    compile: bool
     max_image_width: int
     max_image_height: int
     approximate_sync: bool

@@ -1,15 +1,17 @@
 """Benchmark network inference against OpenCV SGBM on the same frames, in the same run.
 
     python -m stereo_depth_ros.tools.bench_inference [--sizes 640x480 1280x720] [--device cpu|cuda]
-        [--scales 1.0 0.75 0.5] [--eval-samples 30]
+        [--compile] [--scales 1.0 0.75 0.5] [--eval-samples 30]
 
 Prints a Markdown table and writes JSON: median and p95 per frame over ``--frames`` after
 ``--warmup`` untimed frames; on CUDA, fp32 and bf16 autocast, with synchronisation around each
-frame; SGBM (CPU) on the same images. With ``--scales`` the network also runs at fractions of each
-size (the node's ``inference_scale``: resize in, predict, resize and rescale the disparity out,
-all timed) and each scale's accuracy is measured on ``--eval-samples`` held-out synthetic samples
-(EPE and bad-3 over all ground-truth pixels, as the evaluation tool counts them), SGBM's beside
-it. Figures, not assertions: run it on demand.
+frame; SGBM (CPU) on the same images. ``--compile`` adds the same network through
+``torch.compile`` (its first call, which compiles, is timed apart and its output compared with
+eager). With ``--scales`` the network also runs at fractions of each size (the node's
+``inference_scale``: resize in, predict, resize and rescale the disparity out, all timed) and each
+scale's accuracy is measured on ``--eval-samples`` held-out synthetic samples (EPE and bad-3 over
+all ground-truth pixels, as the evaluation tool counts them), SGBM's beside it. Figures, not
+assertions: run it on demand.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..core.network.compiled import CompiledStereoNet
 from ..core.network.estimator import prepare_for_inference
 from ..core.network.weights import load_model
 from ..core.sgbm import SgbmBackend
@@ -121,25 +124,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scales", nargs="+", type=float, default=None,
                    help="also run the network at these fractions of each size, with accuracy (fp32)")
     p.add_argument("--eval-samples", type=int, default=30, help="held-out samples for the --scales accuracy")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the network through torch.compile (the node's compile parameter); not with --scales")
     p.add_argument("--output", type=Path, default=None, help="JSON file")
     args = p.parse_args(argv)
+    if args.compile and args.scales is not None:
+        p.error("--compile times the full-size network; run it without --scales")
     if args.scales is not None:
         return _scale_table(args)
     device, model, meta = _load(args)
     rows = []
+    compile_s: dict[tuple[str, str], float] = {}
+    difference: dict[tuple[str, str], float] = {}
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))
         sample = generate_sample(3, width=width, height=height, domain="indoor")
         left = torch.from_numpy(sample.left).permute(2, 0, 1)[None].contiguous().to(device)
         right = torch.from_numpy(sample.right).permute(2, 0, 1)[None].contiguous().to(device)
         precisions = ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
+        variants: list[tuple[str, torch.nn.Module]] = [("", model)]
+        if args.compile:
+            variants.append((" compiled", CompiledStereoNet(model)))
         timings: list[tuple[str, list[float]]] = []
         for precision in precisions:
-            def run(precision: str = precision) -> None:
-                with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    model(left, right)
-            ms = _time(run, args.frames, args.warmup, device.type == "cuda")
-            timings.append((precision, ms))
+            for label, net in variants:
+                def run(precision: str = precision, net: torch.nn.Module = net) -> torch.Tensor:
+                    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                        return net(left, right).disparity
+                if label:  # the first call compiles for this size and precision: timed apart, output checked
+                    start = time.perf_counter()
+                    out = run()
+                    compile_s[(size, precision)] = time.perf_counter() - start
+                    if net.failure is not None:
+                        raise SystemExit(f"torch.compile failed: {net.failure}")
+                    difference[(size, precision)] = float((out.float() - run(net=model).float()).abs().max())
+                ms = _time(run, args.frames, args.warmup, device.type == "cuda")
+                timings.append((precision + label, ms))
         # SGBM after the network: OpenCV's worker threads linger after a parallel call and slowed the
         # network by up to a third when it ran second on 2 cores (the node never runs SGBM).
         sgbm = SgbmBackend()
@@ -151,11 +171,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "fps": 1000.0 / float(np.median(ms)), "sgbm_median_ms": float(np.median(sgbm_ms)),
                 "ratio_to_sgbm": float(np.median(ms)) / float(np.median(sgbm_ms)),
             })
+    for r in rows:
+        key = (r["size"], r["precision"].split()[0])
+        if r["precision"].endswith("compiled"):
+            r["compile_seconds"], r["max_abs_difference_to_eager_px"] = compile_s[key], difference[key]
     lines = ["| size | device | precision | network median ms | p95 ms | FPS | SGBM median ms (CPU) | network / SGBM |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['size']} | {r['device']} | {r['precision']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | "
                      f"{r['fps']:.0f} | {r['sgbm_median_ms']:.1f} | {r['ratio_to_sgbm']:.2f} |")
+    for r in rows:
+        if "compile_seconds" in r:
+            lines.append(f"\n{r['size']} {r['precision']}: first call (compiling) {r['compile_seconds']:.1f} s; "
+                         f"largest difference to eager {r['max_abs_difference_to_eager_px']:.2g} px")
     return _report(args, lines, rows, meta)
 
 
