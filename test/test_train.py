@@ -36,3 +36,18 @@ def test_batches_are_deterministic_and_mirroring_keeps_geometry():
     left, right, gt = a
     assert left.shape == right.shape == (4, 3, 64, 128) and gt.shape == (4, 1, 64, 128)
     assert 0 <= left.min() and left.max() <= 1 and (gt > 0).all()
+
+
+def test_fine_tuning_records_the_whole_chain_of_runs(tmp_path):
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    assert train.main(COMMON + ["--steps", "2", "--output", str(first), "--checkpoint", str(tmp_path / "c1.safetensors")]) == 0
+    assert train.main(COMMON + ["--steps", "2", "--init-weights", str(first), "--output", str(second),
+                                "--checkpoint", str(tmp_path / "c2.safetensors")]) == 0
+    third = tmp_path / "third.safetensors"
+    assert train.main(COMMON + ["--steps", "2", "--init-weights", str(second), "--output", str(third),
+                                "--checkpoint", str(tmp_path / "c3.safetensors")]) == 0
+    _, meta = load_weights(third)
+    chain = meta["initialised_from"]
+    assert chain["path"] == str(second) and chain["steps"] == 2 and chain["device"] == "cpu"
+    assert chain["initialised_from"]["path"] == str(first) and chain["initialised_from"]["initialised_from"] is None
+    assert "--init-weights" not in chain["initialised_from"]["training_command"]

@@ -286,7 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_seconds = time.time() - train_started
     meta = {
         "training_command": command,
-        "initialised_from": None if args.init_weights is None else {"path": str(args.init_weights), "training_command": init_meta.get("training_command"), "steps": init_meta.get("steps"), "training_seconds": init_meta.get("training_seconds")},
+        # The whole chain of runs (each fine-tune records the one it started from).
+        "initialised_from": None if args.init_weights is None else {
+            "path": str(args.init_weights), "training_command": init_meta.get("training_command"),
+            "steps": init_meta.get("steps"), "training_seconds": init_meta.get("training_seconds"),
+            "device": init_meta.get("device"), "initialised_from": init_meta.get("initialised_from")},
         "data": {"generator": "stereo_depth_ros.core.synthetic", "domain": args.domain, "data_seed": args.data_seed,
                  "train_samples": args.train_samples, "val_samples": args.val_samples,
                  "resolution": [args.width, args.height]},
