@@ -3,8 +3,9 @@
 ``torch.compile`` traces :class:`~stereo_depth_ros.core.network.model.StereoNet` once per input
 size (``dynamic=False``: a camera's size does not change, so each graph is specialised to it) and
 fuses its element-wise work into generated kernels. On a 2-core CPU the first call at a size
-compiles for about 30-60 s and later calls run about a quarter faster than eager (see
-``stereo_depth_bench_inference --compile``); on CUDA, ``mode="reduce-overhead"`` adds CUDA graphs.
+compiles for about 30-60 s and later calls run faster than eager (figures: ``stereo_depth_bench_inference
+--compile``). The wrapper is device-agnostic, but it has only been measured on CPU; on a GPU,
+``mode="reduce-overhead"`` would add CUDA graphs.
 
 The compiled graph reads the wrapped model's parameters, so updating them in place (the
 adaptation worker copies adapted weights into its inference models this way) reaches the compiled
