@@ -134,8 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _scale_table(args)
     device, model, meta = _load(args)
     rows = []
-    compile_s: dict[tuple[str, str], float] = {}
-    difference: dict[tuple[str, str], float] = {}
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))
         sample = generate_sample(3, width=width, height=height, domain="indoor")
@@ -145,36 +143,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         variants: list[tuple[str, torch.nn.Module]] = [("", model)]
         if args.compile:
             variants.append((" compiled", CompiledStereoNet(model)))
-        timings: list[tuple[str, list[float]]] = []
+        timings: list[tuple[str, list[float], dict[str, float]]] = []
         for precision in precisions:
             for label, net in variants:
                 def run(precision: str = precision, net: torch.nn.Module = net) -> torch.Tensor:
                     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                         return net(left, right).disparity
+                extra: dict[str, float] = {}
                 if label:  # the first call compiles for this size and precision: timed apart, output checked
                     start = time.perf_counter()
                     out = run()
-                    compile_s[(size, precision)] = time.perf_counter() - start
+                    extra["compile_seconds"] = time.perf_counter() - start
                     if net.failure is not None:
                         raise SystemExit(f"torch.compile failed: {net.failure}")
-                    difference[(size, precision)] = float((out.float() - run(net=model).float()).abs().max())
+                    extra["max_abs_difference_to_eager_px"] = float((out.float() - run(net=model).float()).abs().max())
                 ms = _time(run, args.frames, args.warmup, device.type == "cuda")
-                timings.append((precision + label, ms))
+                timings.append((precision + label, ms, extra))
         # SGBM after the network: OpenCV's worker threads linger after a parallel call and slowed the
         # network by up to a third when it ran second on 2 cores (the node never runs SGBM).
         sgbm = SgbmBackend()
         sgbm_ms = _time(lambda: sgbm(sample.left, sample.right), args.sgbm_frames, 1, False)
-        for precision, ms in timings:
-            rows.append({
+        for precision, ms, extra in timings:
+            rows.append({**extra,
                 "size": size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
                 "precision": precision, "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
                 "fps": 1000.0 / float(np.median(ms)), "sgbm_median_ms": float(np.median(sgbm_ms)),
                 "ratio_to_sgbm": float(np.median(ms)) / float(np.median(sgbm_ms)),
             })
-    for r in rows:
-        key = (r["size"], r["precision"].split()[0])
-        if r["precision"].endswith("compiled"):
-            r["compile_seconds"], r["max_abs_difference_to_eager_px"] = compile_s[key], difference[key]
     lines = ["| size | device | precision | network median ms | p95 ms | FPS | SGBM median ms (CPU) | network / SGBM |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
