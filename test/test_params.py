@@ -58,7 +58,7 @@ def test_values_from_a_params_file_overlay_the_defaults(tmp_path):
 
 
 def test_inference_size_from_explicit_size_or_scale():
-    from stereo_depth_ros.ros.node import inference_size
+    from stereo_depth_ros.ros.params import inference_size
 
     assert inference_size(config_from_values(defaults()), 480, 640) is None
     assert inference_size(config_from_values({**defaults(), "inference_scale": 0.5}), 480, 640) == (240, 320)

@@ -37,7 +37,7 @@ from ..core.camera import StereoCamera
 from ..core.masks import compute_validity
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import DEFAULT_WEIGHTS
-from ..core.pipeline import predict_disparities, scaled_size
+from ..core.pipeline import predict_disparities
 from .conversions import (
     ConversionError,
     camera_from_info,
@@ -49,7 +49,7 @@ from .conversions import (
     numpy_to_image,
     pointcloud2_msg,
 )
-from .params import NodeConfig, config_from_values, declare_parameters, validate_values
+from .params import NodeConfig, config_from_values, declare_parameters, inference_size, validate_values
 from .params import PARAMS as PARAM_SPECS
 from .sync import StereoSubscriber
 
@@ -123,19 +123,6 @@ def single_thread_outside_processing() -> None:
     the thread that builds the node (model loading) and the adaptation thread use one thread.
     """
     torch.set_num_threads(1)
-
-
-def inference_size(config: NodeConfig, height: int, width: int) -> tuple[int, int] | None:
-    """The network's input ``(height, width)`` for a ``height x width`` image, None for the image size.
-
-    ``inference_width/height`` when set, else ``inference_scale`` times the image size (rounded,
-    at least 32 pixels per side so the pyramid keeps a few levels).
-    """
-    if config.inference_width:
-        return config.inference_height, config.inference_width
-    if config.inference_scale == 1.0:
-        return None
-    return scaled_size(height, width, config.inference_scale)
 
 
 def resolve_device(name: str) -> torch.device:

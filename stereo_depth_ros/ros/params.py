@@ -16,6 +16,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from ..core.adaptation import AdaptationConfig
 from ..core.masks import ValidityConfig
+from ..core.pipeline import scaled_size
 
 __all__ = ["ParamSpec", "PARAMS", "NodeConfig", "declare_parameters", "config_from_values", "validate_values"]
 
@@ -177,6 +178,19 @@ class NodeConfig:
             adapt_every=self.adaptation_adapt_every,
             anchor=self.adaptation_anchor,
         )
+
+
+def inference_size(config: NodeConfig, height: int, width: int) -> tuple[int, int] | None:
+    """The network's input ``(height, width)`` for a ``height x width`` image, None for the image size.
+
+    ``inference_width/height`` when set, else ``inference_scale`` times the image size (rounded,
+    at least 32 pixels per side so the pyramid keeps a few levels).
+    """
+    if config.inference_width:
+        return config.inference_height, config.inference_width
+    if config.inference_scale == 1.0:
+        return None
+    return scaled_size(height, width, config.inference_scale)
 
 
 def validate_values(values: Mapping[str, Any]) -> list[str]:
