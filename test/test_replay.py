@@ -107,3 +107,23 @@ def test_replay_reports_the_nodes_adaptation_per_frame(bag, tmp_path):
     assert steps == sorted(steps)  # the node's counter as of each frame's output
     assert report["node_adaptation"]["mode"] == "full" and int(report["node_adaptation"]["steps"]) >= 1
     assert float(report["node_adaptation"]["learning_rate"]) == pytest.approx(1e-5)
+
+
+
+def test_offline_network_arms_run_at_the_params_files_inference_size(bag, tmp_path):
+    """The network arms run at the node's input size from its params file, not always the image's."""
+    import yaml
+
+    def frozen_epe(name, params):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"stereo_depth": {"ros__parameters": params}}))
+        out = tmp_path / name
+        assert main([str(bag), "--mode", "offline", "--output", str(out), "--adaptation", "none",
+                     "--params-file", str(path), "--max-frames", "1"]) == 0
+        return json.loads((out / "metrics.json").read_text())["frames_detail"]["frozen"][0]["epe"]
+
+    full = frozen_epe("full", {})
+    half = frozen_epe("half", {"inference_scale": 0.5})
+    explicit = frozen_epe("explicit", {"inference_width": 64, "inference_height": 48})  # the same 128x96 -> 64x48
+    assert half != pytest.approx(full, rel=1e-3)
+    assert half == pytest.approx(explicit, rel=1e-6)

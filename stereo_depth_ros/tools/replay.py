@@ -30,8 +30,9 @@ import math
 import sys
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -43,10 +44,12 @@ from ..core.network.estimator import image_to_tensor, prepare_for_inference
 from ..core.network.weights import load_model
 from ..core.pipeline import process_frame
 from ..core.sgbm import SgbmBackend
-from ..ros.params import config_from_values, values_from_yaml
+from ..ros.params import config_from_values, inference_size, values_from_yaml
 from ..ros.conversions import image_to_rgb_float
 
 ARMS = ("adapted", "frozen", "sgbm")
+NetworkSize = Callable[[int, int], "tuple[int, int] | None"]
+"""``(height, width)`` of a frame -> the network's input size, None for the frame's own."""
 
 
 def _say(message: str) -> None:
@@ -109,11 +112,13 @@ def _frames(bag: Path, topics: StereoTopics, device: str, max_frames: int | None
         yield _Frame(index, frame.stamp_ns, camera, left, right, image_to_tensor(left, device), image_to_tensor(right, device), gt_disp)
 
 
-def _network_row(model: Any, f: _Frame, validity: ValidityConfig) -> tuple[dict[str, Any], Any]:
+def _network_row(model: Any, f: _Frame, validity: ValidityConfig,
+                 network_size: NetworkSize | None = None) -> tuple[dict[str, Any], Any]:
     start = time.perf_counter()
     was_training = model.training
     model.eval()
-    result = process_frame(model, f.left_t, f.right_t, f.camera, validity)
+    size = network_size(*f.left_t.shape[-2:]) if network_size is not None else None
+    result = process_frame(model, f.left_t, f.right_t, f.camera, validity, size)
     model.train(was_training)
     elapsed = 1000 * (time.perf_counter() - start)
     mask = result.validity.mask[0, 0].cpu().numpy()
@@ -165,8 +170,12 @@ def _finish(output: Path, mode: str, bag: Path, per_frame: dict[str, list[dict[s
 
 
 def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: AdaptationConfig, validity: ValidityConfig,
-                weights: str | None = None, max_frames: int | None = None, device: str = "cpu") -> dict[str, Any]:
-    """Evaluate the adapted and frozen network and SGBM on the bag's frames; write the report."""
+                weights: str | None = None, max_frames: int | None = None, device: str = "cpu",
+                network_size: NetworkSize | None = None) -> dict[str, Any]:
+    """Evaluate the adapted and frozen network and SGBM on the bag's frames; write the report.
+
+    ``network_size(height, width)`` gives the network's input size for a frame (the node's
+    ``inference_*`` parameters; None or returning None: the frame's size)."""
     output.mkdir(parents=True, exist_ok=True)
     adapted_model, meta = load_model(weights, device)
     frozen_model = prepare_for_inference(copy.deepcopy(adapted_model), device)
@@ -176,13 +185,13 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
     has_gt, last = False, None
     for f in _frames(bag, topics, device, max_frames):
         has_gt = f.gt_disp is not None
-        row, result = _network_row(adapted_model, f, validity)
+        row, result = _network_row(adapted_model, f, validity, network_size)
         step = adapter.step(f.left_t, f.right_t)
         row.update({"adaptation_status": step.status, "adaptation_loss": step.loss,
                     "adaptation_ms": 1000 * step.seconds, "rollbacks": adapter.rollbacks})
         per_frame["adapted"].append(row)
         last = (f.left, f.camera, result)
-        per_frame["frozen"].append(_network_row(frozen_model, f, validity)[0])
+        per_frame["frozen"].append(_network_row(frozen_model, f, validity, network_size)[0])
         per_frame["sgbm"].append(_sgbm_row(sgbm, f))
         _progress(per_frame, f.index)
     extra = {"adaptation": adaptation.__dict__, "validity": validity.__dict__, "weights": meta.get("training_command"),
@@ -388,8 +397,10 @@ def _adaptation_at(played: PlayResult, when: float | None) -> dict[str, Any]:
 
 def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path, validity: ValidityConfig,
                weights: str | None = None, rate: float = 1.0, clock: bool = False, namespace: str = "/stereo",
-               domain_id: int | None = None, lockstep: bool = False) -> dict[str, Any]:
-    """Replay the bag through the live node, then score its outputs next to the frozen network and SGBM."""
+               domain_id: int | None = None, lockstep: bool = False,
+               network_size: NetworkSize | None = None) -> dict[str, Any]:
+    """Replay the bag through the live node, then score its outputs next to the frozen network and SGBM
+    (run at ``network_size``, as in :func:`run_offline`)."""
     from ..bags import write_raw
     from ..ros.conversions import image_to_numpy
 
@@ -420,7 +431,7 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
                **_adaptation_at(played, played.received_at.get(f.stamp_ns)),
                **_frame_metrics(pred, f.gt_disp, f.camera.fx, f.camera.baseline)}
         per_frame["node"].append(row)
-        frozen_row, result = _network_row(frozen_model, f, validity)
+        frozen_row, result = _network_row(frozen_model, f, validity, network_size)
         per_frame["frozen"].append(frozen_row)
         last = (f.left, f.camera, result)
         per_frame["sgbm"].append(_sgbm_row(sgbm, f))
@@ -522,14 +533,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     topics = StereoTopics(**{k: getattr(args, k) for k in StereoTopics().__dict__})
     adaptation = replace(AdaptationConfig(), mode=args.adaptation, image_loss=args.image_loss, learning_rate=args.learning_rate)
-    # The thresholds the node runs with (its params file), so every arm is masked alike.
-    validity = config_from_values(values_from_yaml(str(args.params_file))).validity()
+    # The thresholds and network input size the node runs with (its params file), so every arm
+    # is masked alike and the network arms run as the node does.
+    config = config_from_values(values_from_yaml(str(args.params_file)))
+    validity = config.validity()
+    network_size = partial(inference_size, config)
     try:
         if args.mode == "offline":
-            report = run_offline(args.bag, args.output, topics, adaptation, validity, args.weights, args.max_frames, args.device)
+            report = run_offline(args.bag, args.output, topics, adaptation, validity, args.weights, args.max_frames,
+                                 args.device, network_size)
         else:
             report = run_replay(args.bag, args.output, topics, args.params_file, validity, args.weights, args.rate,
-                                args.clock, args.namespace, lockstep=args.lockstep)
+                                args.clock, args.namespace, lockstep=args.lockstep, network_size=network_size)
     except BagError as exc:
         print(f"[replay] {exc}", file=sys.stderr)
         return 2
