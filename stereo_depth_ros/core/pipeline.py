@@ -1,6 +1,8 @@
 """One stereo frame through the core: disparity of both views, validity, depth.
 
-Shared by the node and the offline tools so that what is evaluated is what is published.
+Shared by the node and the offline tools so that what is evaluated is what is published: the
+tools call :func:`process_frame`; the node calls its two steps (:func:`predict_disparities`, then
+:func:`~stereo_depth_ros.core.masks.compute_validity`) itself, to time each as its own stage.
 """
 
 from __future__ import annotations
