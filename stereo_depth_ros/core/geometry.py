@@ -8,6 +8,8 @@ maps points expressed in frame ``a`` into frame ``b``. Twists ``xi`` are ``(B, 6
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .checks import check_intrinsics, check_tensor, check_transform
@@ -40,10 +42,15 @@ def _per_batch(value: float | torch.Tensor, ref: torch.Tensor, name: str) -> tor
             raise ValueError(f"{name}: expected a scalar or a tensor of shape ({batch},), got {tuple(value.shape)}")
         t = value.to(device=ref.device, dtype=ref.dtype).reshape(-1, 1, 1, 1)
     else:
+        # A number is checked on the host and filled in on the device: no host<->device copy or
+        # synchronisation, so this also runs inside a CUDA graph capture (the node's frame graph).
         try:
-            t = torch.tensor(float(value), device=ref.device, dtype=ref.dtype).reshape(1, 1, 1, 1)
+            number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{name}: expected a number or a tensor, got {type(value).__name__}") from None
+        if not (math.isfinite(number) and number > 0):
+            raise ValueError(f"{name}: expected finite positive values, got [{number}]")
+        return torch.full((1, 1, 1, 1), number, device=ref.device, dtype=ref.dtype).expand(batch, 1, 1, 1)
     if not bool(torch.isfinite(t).all()) or bool((t <= 0).any()):
         raise ValueError(f"{name}: expected finite positive values, got {t.flatten().tolist()}")
     return t.expand(batch, 1, 1, 1)
