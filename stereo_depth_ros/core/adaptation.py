@@ -601,7 +601,7 @@ class AdaptationWorker:
         self._in_use = [0, 0]
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None] | None = None
         self._pending_config: AdaptationConfig | None = None
         self._step_lock = threading.Lock()
         self._stop = False
@@ -615,11 +615,22 @@ class AdaptationWorker:
 
     # ------------------------------------------------------------------ inference side
     def submit(self, left: torch.Tensor, right: torch.Tensor) -> None:
-        """Offer the newest pair ``(1, 3, H, W)`` each; replaces a pair not yet started."""
+        """Offer the newest pair ``(1, 3, H, W)`` each; replaces a pair not yet started.
+
+        On CUDA the pair may still be being written by work queued on the caller's stream: the
+        worker's stream waits for that work (an event), and the tensors' memory is not reused
+        before the worker's stream is done with them. The caller must not overwrite them in place.
+        """
+        ready = None
+        if self._stream is not None and left.is_cuda:
+            ready = torch.cuda.Event()
+            ready.record(torch.cuda.current_stream(left.device))
+            left.record_stream(self._stream)
+            right.record_stream(self._stream)
         with self._cond:
             if self._pending is not None:
                 self.dropped += 1
-            self._pending = (left.detach(), right.detach())
+            self._pending = (left.detach(), right.detach(), ready)
             self._cond.notify()
 
     def acquire(self) -> tuple[int, StereoNet | CompiledStereoNet]:
@@ -669,7 +680,10 @@ class AdaptationWorker:
             spare = 1 - self._current
             if self._in_use[spare]:
                 return  # still used by a slow inference: publish on the next step instead
-        with torch.no_grad():
+        # On CUDA the copy is queued on the adaptation stream, after the step that produced the
+        # weights, and finished before the swap makes the copy visible to inference.
+        stream = torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
+        with torch.no_grad(), stream:
             for dst, src in zip(self._models[spare].state_dict().values(), self.adapter.model.state_dict().values()):
                 dst.copy_(src)
         if self._stream is not None:
@@ -687,7 +701,7 @@ class AdaptationWorker:
                     self._cond.wait()
                 if self._stop:
                     return
-                left, right = self._pending
+                left, right, ready = self._pending
                 self._pending = None
                 config, self._pending_config = self._pending_config, None
                 self._busy = True
@@ -697,6 +711,8 @@ class AdaptationWorker:
                         self.adapter.set_config(config)
                     if self._stream is not None:
                         with torch.cuda.stream(self._stream):
+                            if ready is not None:
+                                self._stream.wait_event(ready)
                             result = self.adapter.step(left, right)
                     else:
                         result = self.adapter.step(left, right)
