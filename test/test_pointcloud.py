@@ -109,3 +109,26 @@ def test_organized_xyzrgb_equals_backprojection_and_packed_colours():
     np.testing.assert_array_equal(pc.organized_xyzrgb(depth, K, view)["rgb"], cloud["rgb"])
     grey = pc.organized_xyzrgb(depth, K)
     assert (pc.unpack_rgb(grey["rgb"]) == 128).all()
+
+
+def test_tensor_cloud_matches_numpy_bit_for_bit():
+    """The node's GPU cloud (same float32 arithmetic in torch) equals the CPU one, NaN points included."""
+
+    from stereo_depth_ros.core.pointcloud import as_xyzrgb_points, organized_xyzrgb, organized_xyzrgb_tensor
+
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.2, 40.0, (30, 41)).astype(np.float32)
+    depth[1, 2], depth[3, 4], depth[5, 6], depth[7, 8] = np.nan, 0.0, np.inf, -2.0
+    K = np.array([[612.37, 0.0, 20.3], [0.0, 598.1, 14.9], [0.0, 0.0, 1.0]])
+    rgb = rng.integers(0, 256, (30, 41, 3), dtype=np.uint8)
+    for colours in (rgb, None):
+        expected = organized_xyzrgb(depth, K, colours)
+        got = organized_xyzrgb_tensor(torch.from_numpy(depth), K, None if colours is None else torch.from_numpy(colours))
+        assert got.shape == (30, 41, 4) and got.dtype == torch.float32
+        assert as_xyzrgb_points(got.numpy()).tobytes() == expected.tobytes()
+    with pytest.raises(ValueError, match=r"depth: expected an \(H, W\) floating-point tensor"):
+        organized_xyzrgb_tensor(torch.zeros(2, 3, 4), K)
+    with pytest.raises(ValueError, match=r"rgb: expected a \(30, 41, 3\) uint8 tensor"):
+        organized_xyzrgb_tensor(torch.from_numpy(depth), K, torch.zeros(30, 41, 3))
+    with pytest.raises(ValueError, match=r"array: expected a C-contiguous \(H, W, 4\) float32 array"):
+        as_xyzrgb_points(np.zeros((3, 4, 3), np.float32))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 if TYPE_CHECKING:  # pragma: no cover
     import open3d
@@ -22,6 +23,8 @@ __all__ = [
     "pack_rgb",
     "unpack_rgb",
     "organized_xyzrgb",
+    "organized_xyzrgb_tensor",
+    "as_xyzrgb_points",
     "to_open3d",
     "from_open3d",
     "voxel_downsample",
@@ -156,6 +159,56 @@ def organized_xyzrgb(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = 
 
 
 _XYZRGB = np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4"] * 4, "offsets": [0, 4, 8, 12], "itemsize": 16})
+
+
+def organized_xyzrgb_tensor(depth: torch.Tensor, K: Any, rgb: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`organized_xyzrgb` in torch, on the depth's device (the node's GPU path).
+
+    The same float32 arithmetic as the numpy version, so the two agree bit for bit; the result goes
+    to the host in one copy and :func:`as_xyzrgb_points` views it as the structured points.
+
+    Args:
+        depth: ``(H, W)`` depth in metres (not positive, infinite or NaN -> NaN point).
+        K: ``(3, 3)`` intrinsics (array-like).
+        rgb: ``(H, W, 3)`` uint8 colours on the same device (grey if None).
+
+    Returns:
+        ``(H, W, 4)`` float32: x, y, z (metres) and the packed ``(r << 16) | (g << 8) | b`` colour bits.
+    """
+    if not isinstance(depth, torch.Tensor) or depth.ndim != 2 or not depth.is_floating_point():
+        got = f"shape {tuple(depth.shape)} dtype {depth.dtype}" if isinstance(depth, torch.Tensor) else type(depth).__name__
+        raise ValueError(f"depth: expected an (H, W) floating-point tensor, got {got}")
+    K = _check_K(K)
+    height, width = depth.shape
+    if rgb is not None and (not isinstance(rgb, torch.Tensor) or tuple(rgb.shape) != (height, width, 3)
+                            or rgb.dtype != torch.uint8 or rgb.device != depth.device):
+        got = f"shape {tuple(rgb.shape)} dtype {rgb.dtype} on {rgb.device}" if isinstance(rgb, torch.Tensor) else type(rgb).__name__
+        raise ValueError(f"rgb: expected a ({height}, {width}, 3) uint8 tensor on {depth.device}, got {got}")
+    z = depth.float()
+    z = torch.where((z > 0) & (z < float("inf")), z, torch.full_like(z, float("nan")))
+    # The rays of _rays() made on the device: arange, then float32 tensor ops (a division by a Python
+    # scalar may run as a multiplication by its reciprocal, which would not match numpy's bits), and
+    # no host->device copy, so this also runs inside a CUDA graph capture.
+    def ray(n: int, centre: float, focal: float) -> torch.Tensor:
+        full = lambda v: torch.full((), float(np.float32(v)), dtype=torch.float32, device=depth.device)  # noqa: E731
+        return (torch.arange(n, dtype=torch.float32, device=depth.device) - full(centre)) / full(focal)
+
+    ray_x, ray_y = ray(width, K[0, 2], K[0, 0]), ray(height, K[1, 2], K[1, 1])
+    if rgb is None:
+        bits = torch.full((height, width), (128 << 16) | (128 << 8) | 128, dtype=torch.int32, device=depth.device)
+    else:
+        c = rgb.to(torch.int32)
+        bits = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+    return torch.stack([z * ray_x[None, :], z * ray_y[:, None], z, bits.view(torch.float32)], dim=-1)
+
+
+def as_xyzrgb_points(array: np.ndarray) -> np.ndarray:
+    """View an ``(H, W, 4)`` float32 array (:func:`organized_xyzrgb_tensor` on the host) as the
+    ``(H, W)`` structured points of :func:`organized_xyzrgb`; no copy."""
+    array = np.asarray(array)
+    if array.ndim != 3 or array.shape[-1] != 4 or array.dtype != np.float32 or not array.flags.c_contiguous:
+        raise ValueError(f"array: expected a C-contiguous (H, W, 4) float32 array, got shape {array.shape} dtype {array.dtype}")
+    return array.view(_XYZRGB)[..., 0]
 
 
 def to_open3d(points: np.ndarray, colors: np.ndarray | None = None) -> "open3d.geometry.PointCloud":
