@@ -7,6 +7,7 @@ tools call :func:`process_frame`; the node calls its two steps (:func:`predict_d
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -17,8 +18,13 @@ from .checks import check_same_batch_and_size, check_tensor
 from .masks import Validity, ValidityConfig, compute_validity
 from .network.estimator import predict_left_right
 from .network.model import StereoNet
+from .pointcloud import organized_xyzrgb_tensor
 
-__all__ = ["FrameResult", "scaled_size", "predict_left", "predict_disparities", "process_frame"]
+__all__ = ["PRECISIONS", "FrameResult", "scaled_size", "predict_left", "predict_disparities", "process_frame",
+           "frame_outputs", "MAP_CHANNELS"]
+
+PRECISIONS = ("fp32", "bf16")
+"""Network precisions: float32, or bfloat16 autocast (for GPUs; the disparity comes back as float32)."""
 
 
 @dataclass
@@ -70,12 +76,19 @@ def predict_left(
     return _upsample_disparity(model(_resize(left, inference_size), _resize(right, inference_size)).disparity, size)
 
 
+def _precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {list(PRECISIONS)}, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.inference_mode()
 def predict_disparities(
     model: StereoNet,
     left: torch.Tensor,
     right: torch.Tensor,
     inference_size: tuple[int, int] | None = None,
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Left and right disparity at the input size (the right one from the mirrored pair).
 
@@ -84,17 +97,23 @@ def predict_disparities(
         left, right: ``(1, 3, H, W)`` rectified images in ``[0, 1]``.
         inference_size: ``(height, width)`` to run the network at (disparity is resized and
             rescaled back to the input's pixels), or None for the input size.
+        precision: one of :data:`PRECISIONS` (``"bf16"``: the network under bfloat16 autocast).
 
     Returns:
-        ``(disparity_left, disparity_right)``, ``(1, 1, H, W)`` each, in pixels.
+        ``(disparity_left, disparity_right)``, ``(1, 1, H, W)`` float32 each, in pixels.
     """
     check_tensor(left, "left", (1, 3, "H", "W"))
     check_tensor(right, "right", (1, 3, "H", "W"))
     check_same_batch_and_size(left, "left", right, "right")
     size = tuple(left.shape[-2:])
-    if inference_size is None or tuple(inference_size) == size:
-        return predict_left_right(model, left, right)
-    disp_l, disp_r = predict_left_right(model, _resize(left, inference_size), _resize(right, inference_size))
+    with _precision(precision, left.device):
+        if inference_size is None or tuple(inference_size) == size:
+            disp_l, disp_r = predict_left_right(model, left, right)
+        else:
+            disp_l, disp_r = predict_left_right(model, _resize(left, inference_size), _resize(right, inference_size))
+    disp_l, disp_r = disp_l.float(), disp_r.float()
+    if tuple(disp_l.shape[-2:]) == size:
+        return disp_l, disp_r
     return _upsample_disparity(disp_l, size), _upsample_disparity(disp_r, size)
 
 
@@ -106,6 +125,7 @@ def process_frame(
     camera: StereoCamera,
     validity_config: ValidityConfig,
     inference_size: tuple[int, int] | None = None,
+    precision: str = "fp32",
 ) -> FrameResult:
     """Predict both disparities (:func:`predict_disparities`), validate, convert to depth.
 
@@ -116,6 +136,7 @@ def process_frame(
         validity_config: thresholds.
         inference_size: ``(height, width)`` to run the network at (disparity is rescaled back), or
             None for the input size.
+        precision: the network's, see :func:`predict_disparities`.
 
     Returns:
         :class:`FrameResult` at the input resolution.
@@ -124,6 +145,55 @@ def process_frame(
     height, width = left.shape[-2:]
     if (camera.width, camera.height) != (width, height):
         raise ValueError(f"camera: expected a {width}x{height} rig like the images, got {camera.width}x{camera.height}")
-    disp_l, disp_r = predict_disparities(model, left, right, inference_size)
+    disp_l, disp_r = predict_disparities(model, left, right, inference_size, precision)
     validity = compute_validity(disp_l, camera.fx, camera.baseline, left, right, disp_r, validity_config)
     return FrameResult(disp_l, disp_r, validity)
+
+
+MAP_CHANNELS = ("disparity", "disparity_right", "mask", "depth", "confidence", "photometric_error")
+"""Channels of :func:`frame_outputs`' ``maps``, in order."""
+
+
+@torch.inference_mode()
+def frame_outputs(
+    model: StereoNet,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    camera: StereoCamera,
+    validity_config: ValidityConfig,
+    inference_size: tuple[int, int] | None = None,
+    precision: str = "fp32",
+    cloud: bool = True,
+    rgb: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Everything the node publishes for a frame, as two tensors on the images' device.
+
+    :func:`process_frame`, then the published maps and the organised point cloud, computed where
+    the images are (the GPU on CUDA) so that the host receives them in two copies and no tensor work
+    is left for it. Pure tensor work, no host synchronisation: the node replays it as one CUDA graph
+    (:class:`~stereo_depth_ros.core.cuda_graph.CudaGraphRunner`).
+
+    Args:
+        model, left, right, camera, validity_config, inference_size, precision: as
+            :func:`process_frame`; ``left``/``right`` ``(1, 3, H, W)`` in ``[0, 1]``.
+        cloud: also compute the point cloud.
+        rgb: ``(H, W, 3)`` uint8 colours of the points (None: ``round(255 * left)``).
+
+    Returns:
+        ``(maps, points)``: ``maps`` ``(6, H, W)`` float32 with the channels of :data:`MAP_CHANNELS`
+        (left and right disparity in pixels, mask as 0/1, depth in metres with NaN outside the mask, confidence,
+        photometric error); ``points`` ``(H, W, 4)`` float32 from
+        :func:`~stereo_depth_ros.core.pointcloud.organized_xyzrgb_tensor`, or None without ``cloud``.
+    """
+    result = process_frame(model, left, right, camera, validity_config, inference_size, precision)
+    v = result.validity
+    mask = v.mask[0, 0]
+    depth = torch.where(mask, v.depth[0, 0].float(), torch.full_like(mask, float("nan"), dtype=torch.float32))
+    maps = torch.stack([result.disparity_left[0, 0], result.disparity_right[0, 0], mask.float(), depth,
+                        v.confidence[0, 0].float(), v.photometric_error[0, 0].float()])
+    points = None
+    if cloud:
+        if rgb is None:
+            rgb = (left[0] * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+        points = organized_xyzrgb_tensor(depth, camera.K_numpy(), rgb)
+    return maps, points
