@@ -35,9 +35,10 @@ from ..core import pointcloud
 from ..core.adaptation import AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default
 from ..core.camera import StereoCamera
 from ..core.masks import compute_validity
-from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import DEFAULT_WEIGHTS
-from ..core.pipeline import predict_disparities
+from ..core.cuda_graph import CudaGraphRunner
+from ..core.pinned_buffers import PinnedBuffers
+from ..core.pipeline import frame_outputs, predict_disparities
 from .conversions import (
     ConversionError,
     camera_from_info,
@@ -157,6 +158,9 @@ class StereoDepthNode(Node):
                                        cpu_threads=ADAPTATION_CPU_THREADS if self.device.type == "cpu" else None,
                                        compile=self.config.compile)
         self.worker.set_enabled(self.config.adaptation_enabled and self.config.adaptation_mode != "none")
+        cuda = self.device.type == "cuda"
+        self._staging = PinnedBuffers(self.device) if cuda else None
+        self._graphs = CudaGraphRunner() if cuda and self.config.cuda_graphs else None
         self._adapt_lock = threading.Lock()
         self._last_adaptation: StepResult | None = None
         self._last_save = time.monotonic()
@@ -206,6 +210,7 @@ class StereoDepthNode(Node):
             f"{'on' if self.config.adaptation_enabled else 'off'} ({self.config.adaptation_mode}); "
             f"sync {self.subscriber.backend} {'approximate' if self.config.approximate_sync else 'exact'}"
             + ("; torch.compile on: the first frame of each size waits for the compiler" if self.config.compile else "")
+            + ("; CUDA graphs on" if self._graphs is not None else "") + f"; precision {self.config.precision}"
         )
 
     # ------------------------------------------------------------------ parameters
@@ -305,34 +310,55 @@ class StereoDepthNode(Node):
         cuda = self.device.type == "cuda"
 
         def mark(name: str) -> None:
-            if cuda:  # attribute GPU work to its own stage (the pipeline is sequential anyway)
-                torch.cuda.synchronize(self.device)
+            if cuda:  # attribute GPU work to its own stage (this thread's stream: not the adaptation's)
+                torch.cuda.current_stream(self.device).synchronize()
             marks.append((name, time.monotonic()))
 
         left, right, camera = self._check_frame(frame)
         mark("decode")
-        if self.device.type == "cpu":
+        if cuda:
+            # (H, W, 3) float32 up through pinned buffers, then (1, 3, H, W) on the device.
+            left_t, right_t = (self._staging.upload(name, image).permute(2, 0, 1).unsqueeze(0).contiguous()
+                               for name, image in (("left", left), ("right", right)))
+            rgb8_t = self._staging.upload("rgb8", image_to_rgb8(frame.left)) if c.output_cloud else None
+        else:
             # (H, W, 3) float32 is the channels-last layout the CPU network runs in: a view, no copy.
             left_t, right_t = (torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0) for image in (left, right))
-        else:
-            left_t = image_to_tensor(left, self.device)
-            right_t = image_to_tensor(right, self.device)
         mark("host_to_device")
         size = inference_size(c, left_t.shape[-2], left_t.shape[-1])
         index, model = self.worker.acquire()
         try:
-            disp_l, disp_r = predict_disparities(model, left_t, right_t, size)
+            if cuda:
+                # Network, masks and point cloud on the GPU, as one CUDA graph replay (or eagerly).
+                def frame_work(l: torch.Tensor, r: torch.Tensor, *rgb: torch.Tensor) -> Any:
+                    return frame_outputs(model, l, r, camera, c.validity(), size, c.precision, c.output_cloud,
+                                         rgb[0] if rgb else None)
+
+                tensors = (left_t, right_t) + ((rgb8_t,) if rgb8_t is not None else ())
+                key = (index, camera, c.validity(), size, c.precision, c.output_cloud)
+                maps, points = self._graphs(frame_work, *tensors, key=key) if self._graphs is not None else frame_work(*tensors)
+                mark("inference")  # synchronises: the model is released only once the GPU is done with it
+            else:
+                disp_l, disp_r = predict_disparities(model, left_t, right_t, size, c.precision)
         finally:
             self.worker.release(index)
-        mark("inference")
-        with torch.inference_mode():
-            validity = compute_validity(disp_l, camera.fx, camera.baseline, left_t, right_t, disp_r, c.validity())
-        mark("masks")
-        mask = validity.mask[0, 0].cpu().numpy()
-        disparity = disp_l[0, 0].float().cpu().numpy()
-        depth = np.where(mask, validity.depth[0, 0].float().cpu().numpy(), np.float32(np.nan))
+        if cuda:
+            host_maps, host_points = self._staging.download((maps, points))  # two copies, one synchronisation
+            disparity, disparity_right, mask, depth, confidence, error = host_maps
+            mask = mask > 0.5
+            mark("to_numpy")
+        else:
+            mark("inference")
+            with torch.inference_mode():
+                validity = compute_validity(disp_l, camera.fx, camera.baseline, left_t, right_t, disp_r, c.validity())
+            mark("masks")
+            mask = validity.mask[0, 0].numpy()
+            disparity, disparity_right = disp_l[0, 0].numpy(), disp_r[0, 0].numpy()
+            depth = np.where(mask, validity.depth[0, 0].float().numpy(), np.float32(np.nan))
+            confidence = validity.confidence[0, 0].float().numpy()
+            error = validity.photometric_error[0, 0].float().numpy()
+            mark("to_numpy")
         header = frame.left.header
-        mark("to_numpy")
 
         self.pub_depth.publish(depth_image_msg(depth, header, "32FC1"))
         if c.output_depth_mm:
@@ -341,14 +367,14 @@ class StereoDepthNode(Node):
         self.pub_disparity.publish(disparity_image_msg(
             disparity, camera, header, min_disparity=0.0, max_disparity=self.max_disparity,
             delta_d=1.0 / 256.0, invalid_mask=~mask))
-        confidence = validity.confidence[0, 0].float().cpu().numpy()
         self.pub_confidence.publish(numpy_to_image(confidence, "32FC1", header))
-        error = validity.photometric_error[0, 0].float().cpu().numpy()
         self.pub_error.publish(numpy_to_image(error, "32FC1", header))
         mark("publish_images")
         if c.output_cloud:
-            rgb8 = image_to_rgb8(frame.left)
-            cloud = pointcloud.organized_xyzrgb(depth, camera.K_numpy(), rgb8)
+            if cuda:
+                cloud = pointcloud.as_xyzrgb_points(host_points)  # computed on the GPU
+            else:
+                cloud = pointcloud.organized_xyzrgb(depth, camera.K_numpy(), image_to_rgb8(frame.left))
             cloud_msg = pointcloud2_msg(cloud, header, organized=not c.output_cloud_dense,
                                         decimation=c.output_cloud_decimation, dense=c.output_cloud_dense)
             mark("cloud")
@@ -370,14 +396,14 @@ class StereoDepthNode(Node):
         s.valid_ratio = float(mask.mean())
         s.photometric_error = float(np.mean(error))
         if c.diagnostics_icp_every and s.processed % c.diagnostics_icp_every == 1:
-            self._consistency(disp_l, disp_r, camera)
+            self._consistency(disparity, disparity_right, camera)
         if c.adaptation_save_period and c.adaptation_weights_path and now - self._last_save > c.adaptation_save_period:
             self._save_adapted()
 
-    def _consistency(self, disp_l: torch.Tensor, disp_r: torch.Tensor, camera: StereoCamera) -> None:
-        """ICP residual between the clouds back-projected from the left and the right disparity."""
+    def _consistency(self, d_l: np.ndarray, d_r: np.ndarray, camera: StereoCamera) -> None:
+        """ICP residual between the clouds back-projected from the left and the right ``(H, W)``
+        disparity (pixels)."""
         scale = camera.fx * camera.baseline
-        d_l, d_r = disp_l[0, 0].float().cpu().numpy(), disp_r[0, 0].float().cpu().numpy()
         z_l = np.where(d_l > 0.5, scale / np.maximum(d_l, 1e-6), np.nan).astype(np.float32)
         z_r = np.where(d_r > 0.5, scale / np.maximum(d_r, 1e-6), np.nan).astype(np.float32)
         K_r = camera.K_numpy().copy()
@@ -508,12 +534,21 @@ class StereoDepthNode(Node):
             kv("busy", not self.worker.idle()), kv("learning_rate", c.adaptation_learning_rate)]))
 
         compile_state = self.worker.compile_state()
+        if self._graphs is None:
+            graphs_state = "off" if self.device.type == "cuda" else "off (cpu)"
+        else:
+            graphs_state = f"failed: {self._graphs.failure}" if self._graphs.failure else "on"
         level, message = DiagnosticStatus.OK, self.model_source
         if compile_state.startswith("failed"):  # still running (eagerly), but not as configured
             level, message = DiagnosticStatus.WARN, f"{self.model_source}; torch.compile {compile_state}"
+        elif graphs_state.startswith("failed"):
+            level, message = DiagnosticStatus.WARN, f"{self.model_source}; CUDA graphs {graphs_state}"
         statuses.append(DiagnosticStatus(level=level, name=f"{name}: model", message=message,
                                          hardware_id=self.get_fully_qualified_name(), values=[
             kv("device", str(self.device)), kv("weights", self.model_source), kv("compile", compile_state),
+            kv("cuda_graphs", graphs_state),
+            kv("cuda_graph_captures", self._graphs.captures if self._graphs is not None else 0),
+            kv("precision", c.precision),
             kv("max_disparity_px", self.max_disparity),
             kv("training_command", self.model_meta.get("training_command", ""))]))
         array = DiagnosticArray(status=statuses)

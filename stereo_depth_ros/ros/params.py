@@ -78,6 +78,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("compile", False, "Run the network through torch.compile for the fixed input size: the first frame (and "
               "each new size) waits for the compiler (30-60 s on 2 CPU cores), later frames run faster; needs a C++ "
               "compiler on CPU and falls back to eager with a warning when compiling fails.", True),
+    ParamSpec("cuda_graphs", True, "On CUDA, replay each frame's GPU work (both disparities, masks, point cloud) as one "
+              "CUDA graph per image size instead of launching its kernels one by one (the first frame of a size "
+              "captures it); falls back to eager with a warning when capturing fails. No effect on CPU.", True),
+    ParamSpec("precision", "fp32", "Network precision: fp32, or bf16 (bfloat16 autocast; for GPUs, slower on CPU). "
+              "The published disparity is float32 either way.", True, choices=("fp32", "bf16")),
     ParamSpec("max_image_width", 2048, "Images wider than this are rejected (pixels).", True, 32, 16384),
     ParamSpec("max_image_height", 2048, "Images taller than this are rejected (pixels).", True, 32, 16384),
     # --- input
@@ -130,6 +135,8 @@ class NodeConfig:
     inference_scale: float
     cpu_threads: int
     compile: bool
+    cuda_graphs: bool
+    precision: str
     max_image_width: int
     max_image_height: int
     approximate_sync: bool
