@@ -1,13 +1,17 @@
 """Benchmark network inference against OpenCV SGBM on the same frames, in the same run.
 
     python -m stereo_depth_ros.tools.bench_inference [--sizes 640x480 1280x720] [--device cpu|cuda]
-        [--compile] [--scales 1.0 0.75 0.5] [--eval-samples 30]
+        [--compile] [--cuda-graphs] [--accuracy-samples 30] [--frame-path] [--scales 1.0 0.75 0.5] [--eval-samples 30]
 
 Prints a Markdown table and writes JSON: median and p95 per frame over ``--frames`` after
 ``--warmup`` untimed frames; on CUDA, fp32 and bf16 autocast, with synchronisation around each
 frame; SGBM (CPU) on the same images. ``--compile`` adds the same network through
 ``torch.compile`` (its first call, which compiles, is timed apart and its output compared with
-eager). With ``--scales`` the network also runs at fractions of each size (the node's
+eager); ``--cuda-graphs`` the network replayed as a CUDA graph (likewise: the capture is timed
+apart). ``--accuracy-samples`` checks bf16 against fp32 on held-out samples (EPE of each).
+``--frame-path`` (CUDA) times what the node does with a frame on the GPU, without ROS: the upload
+through pinned buffers, both disparities with the masks and the point cloud (eager, then replayed
+as one CUDA graph), and the download. With ``--scales`` the network also runs at fractions of each size (the node's
 ``inference_scale``: resize in, predict, resize and rescale the disparity out, all timed) and each
 scale's accuracy is measured on ``--eval-samples`` held-out synthetic samples (EPE and bad-3 over
 all ground-truth pixels, as the evaluation tool counts them), SGBM's beside it. Figures, not
@@ -21,16 +25,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from ..core.cuda_graph import CudaGraphRunner
 from ..core.network.compiled import CompiledStereoNet
 from ..core.network.estimator import prepare_for_inference
 from ..core.network.weights import load_model
 from ..core.sgbm import SgbmBackend
-from ..core.synthetic import generate_sample
+from ..core.synthetic import generate_sample, split_seeds
 
 
 def _time(fn, frames: int, warmup: int, sync: bool) -> list[float]:
@@ -57,11 +62,86 @@ def _load(args: argparse.Namespace) -> tuple[torch.device, torch.nn.Module, dict
     return device, prepare_for_inference(model, device), meta
 
 
+def _precision_accuracy(model: torch.nn.Module, device: torch.device, width: int, height: int, samples: int) -> dict[str, float]:
+    """EPE over all ground-truth pixels of fp32 and bf16 autocast on held-out samples, and their mean difference."""
+    sums = {"fp32": 0.0, "bf16": 0.0, "diff": 0.0}
+    count = 0
+    for seed in split_seeds("test", samples):
+        s = generate_sample(seed, width=width, height=height, domain="indoor")
+        left, right = (torch.from_numpy(im).permute(2, 0, 1)[None].contiguous().to(device) for im in (s.left, s.right))
+        gt = torch.from_numpy(s.disparity_left).to(device)
+        valid = torch.isfinite(gt) & (gt > 0)
+        out = {}
+        for precision in ("fp32", "bf16"):
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out[precision] = model(left, right).disparity[0, 0].float()
+            sums[precision] += float((out[precision] - gt).abs()[valid].sum())
+        sums["diff"] += float((out["bf16"] - out["fp32"]).abs()[valid].sum())
+        count += int(valid.sum())
+    return {"samples": samples, "epe_fp32": sums["fp32"] / count, "epe_bf16": sums["bf16"] / count,
+            "mean_abs_difference_px": sums["diff"] / count}
+
+
+def _frame_path(args: argparse.Namespace) -> int:
+    """The node's CUDA frame path, stage by stage, eager and as one CUDA graph (no ROS)."""
+    from ..core.camera import StereoCamera
+    from ..core.masks import ValidityConfig
+    from ..core.pinned_buffers import PinnedBuffers
+    from ..core.pipeline import frame_outputs
+
+    device, model, meta = _load(args)
+    if device.type != "cuda":
+        raise SystemExit("--frame-path needs --device cuda (pinned buffers and CUDA graphs)")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    stream = torch.cuda.current_stream(device)
+    rows = []
+    for size in args.sizes:
+        width, height = (int(v) for v in size.lower().split("x"))
+        s = generate_sample(3, width=width, height=height, domain="indoor")
+        camera = StereoCamera.from_intrinsics(width, height, s.focal, s.baseline, s.cx, s.cy)
+        rgb8 = np.round(s.left * 255).astype(np.uint8)
+        buffers = PinnedBuffers(device)
+        for graphs in (False, True):
+            runner = CudaGraphRunner() if graphs else None
+            stages: dict[str, list[float]] = {"upload": [], "frame": [], "download": []}
+            for i in range(args.warmup + args.frames):
+                t0 = time.perf_counter()
+                left, right = (buffers.upload(name, im).permute(2, 0, 1).unsqueeze(0).contiguous()
+                               for name, im in (("left", s.left), ("right", s.right)))
+                rgb = buffers.upload("rgb8", rgb8)
+                stream.synchronize()
+                t1 = time.perf_counter()
+                work = lambda l, r, c: frame_outputs(model, l, r, camera, ValidityConfig(), rgb=c)  # noqa: E731
+                with torch.inference_mode():
+                    maps, points = runner(work, left, right, rgb, key=size) if runner is not None else work(left, right, rgb)
+                stream.synchronize()
+                t2 = time.perf_counter()
+                buffers.download((maps, points))
+                t3 = time.perf_counter()
+                if i >= args.warmup:
+                    for name, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2)):
+                        stages[name].append(1000 * seconds)
+            total = [sum(v) for v in zip(*stages.values())]
+            rows.append({"size": size, "device": torch.cuda.get_device_name(device), "cuda_graph": graphs,
+                         **{f"{k}_median_ms": float(np.median(v)) for k, v in stages.items()},
+                         "total_median_ms": float(np.median(total)), "total_p95_ms": float(np.percentile(total, 95)),
+                         "fps": 1000.0 / float(np.median(total))})
+    lines = ["| size | device | frame work | upload ms | frame ms (network x2 + masks + cloud) | download ms | "
+             "total median ms | p95 ms | FPS |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['device']} | {'CUDA graph' if r['cuda_graph'] else 'eager'} | "
+                     f"{r['upload_median_ms']:.2f} | {r['frame_median_ms']:.2f} | {r['download_median_ms']:.2f} | "
+                     f"{r['total_median_ms']:.2f} | {r['total_p95_ms']:.2f} | {r['fps']:.0f} |")
+    return _report(args, lines, rows, meta)
+
+
 def _report(args: argparse.Namespace, lines: list[str], rows: list[dict], meta: dict) -> int:
     """Print the Markdown table; write the rows and the weights' training command as JSON."""
     print("\n".join(lines))
     if args.output:
-        args.output.write_text(json.dumps({"rows": rows, "weights": meta.get("training_command")}, indent=2) + "\n")
+        extra = {"precision_accuracy": meta["precision_accuracy"]} if meta.get("precision_accuracy") else {}
+        args.output.write_text(json.dumps({"rows": rows, "weights": meta.get("training_command"), **extra}, indent=2) + "\n")
     return 0
 
 
@@ -126,36 +206,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--eval-samples", type=int, default=30, help="held-out samples for the --scales accuracy")
     p.add_argument("--compile", action="store_true",
                    help="also time the network through torch.compile (the node's compile parameter); not with --scales")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="also time the network replayed as a CUDA graph (the node's cuda_graphs parameter; CUDA only)")
+    p.add_argument("--accuracy-samples", type=int, default=0,
+                   help="CUDA: EPE of fp32 and bf16 (and their mean difference) on this many held-out samples per size")
+    p.add_argument("--frame-path", action="store_true",
+                   help="CUDA: time the node's whole GPU frame path without ROS (pinned upload, both disparities + "
+                        "masks + point cloud eagerly and as one CUDA graph, download), instead of the network alone")
     p.add_argument("--output", type=Path, default=None, help="JSON file")
     args = p.parse_args(argv)
     if args.compile and args.scales is not None:
         p.error("--compile times the full-size network; run it without --scales")
     if args.scales is not None:
         return _scale_table(args)
+    if args.frame_path:
+        return _frame_path(args)
     device, model, meta = _load(args)
     rows = []
+    accuracy: dict[str, dict[str, float]] = {}
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))
+        if args.accuracy_samples and device.type == "cuda":
+            accuracy[size] = _precision_accuracy(model, device, width, height, args.accuracy_samples)
         sample = generate_sample(3, width=width, height=height, domain="indoor")
         left = torch.from_numpy(sample.left).permute(2, 0, 1)[None].contiguous().to(device)
         right = torch.from_numpy(sample.right).permute(2, 0, 1)[None].contiguous().to(device)
         precisions = ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
-        variants: list[tuple[str, torch.nn.Module]] = [("", model)]
+        variants: list[tuple[str, Any]] = [("", model)]
         if args.compile:
             variants.append((" compiled", CompiledStereoNet(model)))
+        if args.cuda_graphs and device.type == "cuda":
+            runner = CudaGraphRunner()
+            variants.append((" CUDA graph", lambda l, r, runner=runner: runner(lambda a, b: model(a, b), l, r)))
         timings: list[tuple[str, list[float], dict[str, float]]] = []
         for precision in precisions:
             for label, net in variants:
-                def run(precision: str = precision, net: torch.nn.Module = net) -> torch.Tensor:
+                def run(precision: str = precision, net: Any = net) -> torch.Tensor:
                     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                         return net(left, right).disparity
                 extra: dict[str, float] = {}
-                if label:  # the first call compiles for this size and precision: timed apart, output checked
+                if label:  # the first call compiles/captures for this size and precision: timed apart, output checked
                     start = time.perf_counter()
                     out = run()
                     extra["compile_seconds"] = time.perf_counter() - start
-                    if net.failure is not None:
-                        raise SystemExit(f"torch.compile failed: {net.failure}")
+                    failure = net.failure if isinstance(net, CompiledStereoNet) else runner.failure
+                    if failure is not None:
+                        raise SystemExit(f"{label.strip()} failed: {failure}")
                     extra["max_abs_difference_to_eager_px"] = float((out.float() - run(net=model).float()).abs().max())
                 ms = _time(run, args.frames, args.warmup, device.type == "cuda")
                 timings.append((precision + label, ms, extra))
@@ -177,8 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"{r['fps']:.0f} | {r['sgbm_median_ms']:.1f} | {r['ratio_to_sgbm']:.2f} |")
     for r in rows:
         if "compile_seconds" in r:
-            lines.append(f"\n{r['size']} {r['precision']}: first call (compiling) {r['compile_seconds']:.1f} s; "
+            lines.append(f"\n{r['size']} {r['precision']}: first call (compiling or capturing) {r['compile_seconds']:.1f} s; "
                          f"largest difference to eager {r['max_abs_difference_to_eager_px']:.2g} px")
+    for size, acc in accuracy.items():
+        lines.append(f"\n{size}, {acc['samples']} held-out samples: EPE fp32 {acc['epe_fp32']:.4f} px, bf16 "
+                     f"{acc['epe_bf16']:.4f} px (change {acc['epe_bf16'] - acc['epe_fp32']:+.4f} px); mean |bf16 - fp32| "
+                     f"{acc['mean_abs_difference_px']:.4f} px")
+    meta = {**meta, "precision_accuracy": accuracy}
     return _report(args, lines, rows, meta)
 
 
