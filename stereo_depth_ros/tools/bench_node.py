@@ -22,7 +22,10 @@ statistics are cleared and the next ``--frames`` processed frames are measured:
 - OpenCV SGBM (the algorithm of ``stereo_image_proc``) on the same pair in the same run, and the
   ratios network/SGBM and node processing/SGBM.
 
-Figures, not assertions: run it on demand; it prints a Markdown table and writes JSON.
+Figures, not assertions: run it on demand; it prints a Markdown table and writes JSON. While it
+waits it prints a progress line every ``--progress-every`` seconds (pairs received and processed,
+stage medians so far) and each size's table as soon as that size is done, so a run stopped by an
+outer time limit still shows where its time went.
 """
 
 from __future__ import annotations
@@ -160,10 +163,20 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
             raise RuntimeError("the publisher process did not start within 120 s")
         deadline = time.monotonic() + args.timeout
 
+        next_progress = time.monotonic() + args.progress_every
+
         def wait_for(count: int) -> None:
+            nonlocal next_progress
             while s.processed < count:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     raise RuntimeError(f"{width}x{height}: only {s.processed} of {count} frames processed in {args.timeout} s")
+                if now > next_progress:  # a slow run says where its time goes before any time limit stops it
+                    next_progress = now + args.progress_every
+                    stages = ", ".join(f"{k} {np.median(list(v)):.1f}" for k, v in list(s.stage_ms.items()) if v)
+                    print(f"[bench_node] {width}x{height}: {s.received} pairs received, {s.processed} processed, "
+                          f"{s.dropped} dropped, {sum(s.rejected.values())} rejected; stage medians ms: {stages or '-'}",
+                          file=sys.stderr, flush=True)
                 time.sleep(0.01)
 
         wait_for(args.warmup)
@@ -260,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sgbm-frames", type=int, default=20)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per size")
     p.add_argument("--domain-id", type=int, default=77)
+    p.add_argument("--progress-every", type=float, default=10.0,
+                   help="seconds between progress lines (pairs received/processed, stage medians so far) on stderr")
     p.add_argument("--output", type=Path, default=None, help="JSON file")
     p.add_argument("--markdown", type=Path, default=None, help="Markdown file")
     args = p.parse_args(argv)
@@ -277,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for width, height in args.sizes:
         print(f"[bench_node] {width}x{height}: {args.warmup} + {args.frames} frames at {args.rate:g} Hz ...", file=sys.stderr)
         reports.append(_bench_size(args, width, height, args.domain_id))
+        # Each size's table as soon as it is done: a later size that hangs loses only itself.
+        print(f"[bench_node] {width}x{height} done:\n{_markdown(reports[-1:])}", file=sys.stderr, flush=True)
     device = reports[0]["device"]
     name = (torch.cuda.get_device_name(device) if device.startswith("cuda")
             else f"CPU, {reports[0]['processing_cpu_threads']} torch threads for the frame path")
