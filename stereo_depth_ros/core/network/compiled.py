@@ -4,8 +4,9 @@
 size (``dynamic=False``: a camera's size does not change, so each graph is specialised to it) and
 fuses its element-wise work into generated kernels. On a 2-core CPU the first call at a size
 compiles for about 30-60 s and later calls run faster than eager (figures: ``stereo_depth_bench_inference
---compile``). The wrapper is device-agnostic, but it has only been measured on CPU; on a GPU,
-``mode="reduce-overhead"`` would add CUDA graphs.
+--compile``). The wrapper is device-agnostic, but it has only been measured on CPU. On a GPU the
+node does not need it for launch overhead: it replays the whole frame as a CUDA graph
+(:class:`~stereo_depth_ros.core.cuda_graph.CudaGraphRunner`, parameter ``cuda_graphs``).
 
 The compiled graph reads the wrapped model's parameters, so updating them in place (the
 adaptation worker copies adapted weights into its inference models this way) reaches the compiled
