@@ -88,10 +88,6 @@ class CudaGraphRunner:
         """Graphs held now (not ``__len__``: an empty runner must not be falsy)."""
         return len(self._graphs)
 
-    def clear(self) -> None:
-        """Drop every graph (and its memory)."""
-        self._graphs.clear()
-
     def __call__(self, fn: Callable[..., Any], *tensors: torch.Tensor, key: Hashable = None) -> Any:
         """``fn(*tensors)``, replayed from a graph captured for this signature.
 
