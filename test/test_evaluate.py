@@ -80,6 +80,34 @@ def test_reference_rows_and_holes(tmp_path: Path):
     assert "oracle on sgbm's valid pixels" in report["table"]
 
 
+def test_breakdown_by_ground_truth_disparity(tmp_path: Path):
+    samples = tiny_samples(2)  # GT uniform in [2, 10) px
+
+    class TooFar:  # reads every surface 10 % too far: the bias grows with the disparity
+        name = "too_far"
+
+        def __init__(self) -> None:
+            self.gt = iter(s.disparity for s in samples)
+
+        def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+            return 0.9 * next(self.gt)
+
+    report = ev.evaluate([TooFar()], samples, tmp_path, progress=False, warmup=False, save_images=False,
+                         disparity_bands=(0, 6, 100))
+    low, high = report["by_disparity"]["bands"]["too_far"]
+    gt = np.concatenate([s.disparity.ravel() for s in samples])
+    gt = gt[np.isfinite(gt)]
+    assert low["gt_pixels"] == np.count_nonzero(gt < 6) and high["gt_pixels"] == np.count_nonzero(gt >= 6)
+    assert low["share"] + high["share"] == pytest.approx(100.0)
+    assert low["all"]["bias"] == pytest.approx(-0.1 * gt[gt < 6].mean(), rel=1e-5)
+    assert high["all"]["bias"] == pytest.approx(-0.1 * gt[gt >= 6].mean(), rel=1e-5)
+    assert high["all"]["epe"] == pytest.approx(-high["all"]["bias"])
+    assert "| 6-100 |" in report["table"] and "too_far bias" in (tmp_path / "metrics.md").read_text()
+    assert "by_disparity" not in ev.evaluate([Oracle(samples)], samples, None, progress=False, disparity_bands=None)
+    with pytest.raises(ValueError, match="edges: expected"):
+        ev.evaluate([Oracle(samples)], samples, None, progress=False, disparity_bands=(5, 1))
+
+
 def test_evaluate_rejects_bad_input():
     samples = tiny_samples(1)
     with pytest.raises(ValueError, match="at least one backend"):

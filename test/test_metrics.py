@@ -171,3 +171,37 @@ def test_bad_input_raises(kwargs, message):
 def test_aggregate_bad_input():
     with pytest.raises(ValueError, match="expected a DisparityEvaluation"):
         m.aggregate([{"epe": 1.0}])
+
+
+def test_bias_is_the_mean_signed_error_with_holes_as_zero():
+    ev = m.evaluate_disparity(PRED, GT)
+    # signed errors: +1.5, +0.2, -4, hole -10, -2.5, hole -8
+    assert ev.all.bias == pytest.approx((1.5 + 0.2 - 4.0 - 10.0 - 2.5 - 8.0) / 6)
+    assert ev.valid.bias == pytest.approx((1.5 + 0.2 - 4.0 - 2.5) / 4)
+    assert ev.to_dict()["all"]["bias"] == pytest.approx(ev.all.bias)
+
+
+def test_evaluate_by_disparity_splits_by_ground_truth_band():
+    # GT-valid pixels 10, 20, 100, 10, 50, 8 into [0, 16): 10, 10 (hole), 8 (hole); [16, 64): 20, 50; [64, inf): 100
+    bands = m.evaluate_by_disparity(PRED, GT, edges=(0, 16, 64, math.inf))
+    assert [b.gt_pixels for b in bands] == [3, 2, 1]
+    near, mid, far = bands[2], bands[1], bands[0]
+    assert far.all.epe == pytest.approx((1.5 + 10.0 + 8.0) / 3) and far.density == pytest.approx(100 / 3)
+    assert mid.all.bias == pytest.approx((0.2 - 2.5) / 2) and mid.all.bad3 == 0
+    assert near.all.bias == pytest.approx(-4.0) and near.all.bad3 == 1
+    # the bands partition the evaluated pixels: their sums are the whole-image evaluation
+    assert m.aggregate(bands) == m.evaluate_disparity(PRED, GT)
+    # a mask is intersected with every band; an empty band has NaN metrics
+    masked = m.evaluate_by_disparity(PRED, GT, edges=(0, 16, 64, 1000, 2000), mask=GT > 15)
+    assert [b.gt_pixels for b in masked] == [0, 2, 1, 0] and math.isnan(masked[0].all.epe)
+
+
+@pytest.mark.parametrize("edges", [(0,), (0, 16, 16), (32, 16), (0, NAN), ("a", 1)])
+def test_evaluate_by_disparity_rejects_bad_edges(edges):
+    with pytest.raises(ValueError, match="edges: expected"):
+        m.evaluate_by_disparity(PRED, GT, edges=edges)
+
+
+def test_evaluate_by_disparity_rejects_a_bad_mask():
+    with pytest.raises(ValueError, match="mask: expected a boolean"):
+        m.evaluate_by_disparity(PRED, GT, mask=np.ones((1, 1), bool))

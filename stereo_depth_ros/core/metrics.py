@@ -58,12 +58,15 @@ __all__ = [
     "prediction_valid_mask",
     "evaluate_disparity",
     "aggregate",
+    "DISPARITY_BANDS",
+    "evaluate_by_disparity",
 ]
 
 BAD_THRESHOLDS = (1.0, 2.0, 3.0)  # pixels, for bad-1 / bad-2 / bad-3 (error strictly greater)
 D1_ABS_THRESHOLD = 3.0  # pixels (KITTI 2015 D1: error > 3 px AND > 5 % of the ground truth)
 D1_REL_THRESHOLD = 0.05
 DELTA_THRESHOLD = 1.25  # max(Z/Z*, Z*/Z) < 1.25
+DISPARITY_BANDS = (0.0, 16.0, 32.0, 64.0, 96.0, 128.0, math.inf)  # pixels, edges of evaluate_by_disparity's bands
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class MetricSet:
     Attributes:
         pixels: number of pixels in the disparity metrics.
         sum_abs_error: sum of ``|d - d_gt|`` in pixels.
+        sum_error: sum of the signed error ``d - d_gt`` in pixels (a hole reads as ``d = 0``).
         bad1, bad2, bad3: counts of pixels with error ``> 1, 2, 3`` px (holes included in "all").
         d1: count of KITTI D1 outliers (error ``> 3`` px and ``> 5 %`` of ``d_gt``).
         depth_pixels: number of pixels in the depth metrics (GT depth within the depth range).
@@ -85,6 +89,7 @@ class MetricSet:
 
     pixels: int = 0
     sum_abs_error: float = 0.0
+    sum_error: float = 0.0
     bad1: int = 0
     bad2: int = 0
     bad3: int = 0
@@ -107,6 +112,11 @@ class MetricSet:
     def epe(self) -> float:
         """End-point error: mean absolute disparity error in pixels (NaN without pixels)."""
         return self._ratio(self.sum_abs_error, self.pixels)
+
+    @property
+    def bias(self) -> float:
+        """Mean signed disparity error ``d - d_gt`` in pixels: negative = too far (NaN without pixels)."""
+        return self._ratio(self.sum_error, self.pixels)
 
     @property
     def bad1_pct(self) -> float:
@@ -144,9 +154,10 @@ class MetricSet:
         return self._ratio(self.delta1, self.depth_pixels, 100.0)
 
     def metrics(self) -> dict[str, float]:
-        """The metric values: ``epe`` (px), ``bad1/bad2/bad3/d1_all/delta1`` (%), ``abs_rel``, ``rmse`` (m)."""
+        """The metric values: ``epe``, ``bias`` (px), ``bad1/bad2/bad3/d1_all/delta1`` (%), ``abs_rel``, ``rmse`` (m)."""
         return {
             "epe": self.epe,
+            "bias": self.bias,
             "bad1": self.bad1_pct,
             "bad2": self.bad2_pct,
             "bad3": self.bad3_pct,
@@ -244,13 +255,15 @@ def prediction_valid_mask(pred: np.ndarray) -> np.ndarray:
     return np.isfinite(p) & (p > 0)
 
 
-def _disparity_sums(err: np.ndarray, gt: np.ndarray, holes: np.ndarray) -> dict[str, Any]:
-    """Disparity sums over a 1-D selection; ``holes`` are failures of every thresholded metric."""
+def _disparity_sums(signed: np.ndarray, gt: np.ndarray, holes: np.ndarray) -> dict[str, Any]:
+    """Disparity sums over a 1-D selection of signed errors; ``holes`` fail every thresholded metric."""
     t1, t2, t3 = BAD_THRESHOLDS
+    err = np.abs(signed)
     d1 = (err > D1_ABS_THRESHOLD) & (err > D1_REL_THRESHOLD * gt)
     return {
         "pixels": int(err.size),
         "sum_abs_error": float(err.sum()),
+        "sum_error": float(signed.sum()),
         "bad1": int(np.count_nonzero((err > t1) | holes)),
         "bad2": int(np.count_nonzero((err > t2) | holes)),
         "bad3": int(np.count_nonzero((err > t3) | holes)),
@@ -327,10 +340,10 @@ def evaluate_disparity(
     has_pred = np.isfinite(p) & (p > 0)
     holes = ~has_pred
     p_filled = np.where(has_pred, p, 0.0)  # a hole reads as d = 0 for the EPE
-    err = np.abs(p_filled - g)
+    signed = p_filled - g
 
-    all_sums = _disparity_sums(err, g, holes)
-    valid_sums = _disparity_sums(err[has_pred], g[has_pred], holes[has_pred])
+    all_sums = _disparity_sums(signed, g, holes)
+    valid_sums = _disparity_sums(signed[has_pred], g[has_pred], holes[has_pred])
 
     if with_depth:
         z_gt = fb / g
@@ -364,3 +377,50 @@ def aggregate(evaluations: Iterable[DisparityEvaluation]) -> DisparityEvaluation
             raise ValueError(f"evaluations[{i}]: expected a DisparityEvaluation, got {type(ev).__name__}")
         total = total + ev
     return total
+
+
+def evaluate_by_disparity(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    edges: Iterable[float] = DISPARITY_BANDS,
+    mask: np.ndarray | None = None,
+    **kwargs: Any,
+) -> list[DisparityEvaluation]:
+    """Evaluate ``pred`` separately on each band ``edges[i] <= d_gt < edges[i+1]`` of ground-truth disparity.
+
+    Where in the disparity range a method fails (large disparities = near surfaces) is invisible
+    in the whole-image EPE, which the many small disparities of a typical scene dominate.
+
+    Args:
+        pred, gt: ``(H, W)`` predicted and ground-truth disparity in pixels (as :func:`evaluate_disparity`).
+        edges: at least two strictly increasing band edges in pixels (``math.inf`` allowed last).
+        mask: optional ``(H, W)`` bool, intersected with every band.
+        **kwargs: ``focal``, ``baseline``, ``min_depth``, ``max_depth`` of :func:`evaluate_disparity`.
+
+    Returns:
+        One :class:`DisparityEvaluation` per band (``len(edges) - 1``); a band without GT pixels
+        has zero pixels (NaN metrics). Aggregate each band over samples with :func:`aggregate`.
+
+    Raises:
+        ValueError: fewer than two edges, edges not strictly increasing or NaN, plus the errors of
+            :func:`evaluate_disparity`.
+    """
+    try:
+        e = [float(x) for x in edges]
+    except (TypeError, ValueError):
+        raise ValueError(f"edges: expected numbers (pixels), got {edges!r}") from None
+    if len(e) < 2 or any(math.isnan(x) for x in e) or any(b <= a for a, b in zip(e, e[1:])):
+        raise ValueError(f"edges: expected >= 2 strictly increasing band edges in pixels, got {e}")
+    gt = _check_map(gt, "gt")
+    g = gt.astype(np.float64, copy=False)
+    if mask is not None and not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == gt.shape):
+        got = f"{mask.dtype} {mask.shape}" if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise ValueError(f"mask: expected a boolean numpy array of shape {gt.shape}, got {got}")
+    out = []
+    for lo, hi in zip(e, e[1:]):
+        with np.errstate(invalid="ignore"):
+            band = (g >= lo) & (g < hi)
+        if mask is not None:
+            band &= mask
+        out.append(evaluate_disparity(pred, gt, mask=band, **kwargs))
+    return out

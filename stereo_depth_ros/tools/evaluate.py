@@ -36,7 +36,10 @@ holes counted as errors) and over the method's "own valid pixels"; the network i
 SGBM's valid pixels (the fair like-for-like comparison). Aggregates are pixel-weighted over the
 whole data set. ``--exclude-occluded`` leaves occluded pixels out (KITTI "noc"); by default they are
 evaluated (KITTI "all"). Runtime is the mean wall time per frame of the backend call (after one
-untimed warm-up call).
+untimed warm-up call). A second table breaks every backend's numbers down by ground-truth disparity
+(``--disparity-bands``, pixels): share of pixels, EPE, bias (mean signed error; negative = the
+method reads the surface as too far), bad-3 and density per band, because the whole-image EPE is
+dominated by the many small disparities and hides how a method does on near surfaces.
 
 Output (``--output``, default ``eval_output/``): ``metrics.json`` (configuration, per-sample and
 summary metrics; NaN written as null), ``metrics.md`` (Markdown table, methods as rows, also
@@ -59,7 +62,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from ..core.metrics import DisparityEvaluation, aggregate, evaluate_disparity, gt_valid_mask, prediction_valid_mask
+from ..core.metrics import (DISPARITY_BANDS, DisparityEvaluation, aggregate, evaluate_by_disparity, evaluate_disparity,
+                            gt_valid_mask, prediction_valid_mask)
 from ..core.sgbm import SGBM_MODES, SgbmBackend
 
 __all__ = [
@@ -423,6 +427,7 @@ def evaluate(
     warmup: bool = True,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
+    disparity_bands: Sequence[float] | None = DISPARITY_BANDS,
 ) -> dict[str, Any]:
     """Run every backend on every sample, compute the metrics and (optionally) write the reports.
 
@@ -440,11 +445,15 @@ def evaluate(
         warmup: run each backend once, untimed, on the first sample before timing it.
         progress: print one line per sample to stderr.
         metadata: extra JSON-friendly fields stored under ``"config"`` (dataset description, ...).
+        disparity_bands: band edges in pixels for the per-disparity breakdown of every backend
+            (:func:`~stereo_depth_ros.core.metrics.evaluate_by_disparity`); ``None`` or empty skips it.
 
     Returns:
         The report: ``{"config", "methods", "summary", "samples", "backends", "table"}``;
         ``summary[method]`` holds ``all``/``valid`` metric dicts, ``density`` (%), pixel counts and
         ``runtime_ms`` (mean and median over frames; an ``@reference`` row repeats its backend's).
+        ``by_disparity`` (with ``disparity_bands``): ``{"edges", "bands": {backend: [per band:
+        ``share`` (% of evaluated pixels) plus the evaluation's dict]}}``.
         Metrics are pixel-weighted aggregates over all samples. ``table`` is the Markdown summary.
 
     Raises:
@@ -463,6 +472,10 @@ def evaluate(
     out = Path(output_dir) if output_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    edges = [float(e) for e in disparity_bands] if disparity_bands else []
+    if edges:
+        evaluate_by_disparity(np.ones((1, 1)), np.ones((1, 1)), edges)  # reject bad edges before any work
+    per_band: dict[str, list[list[DisparityEvaluation]]] = {n: [] for n in names}
 
     per_method: dict[str, list[DisparityEvaluation]] = {m: [] for m in methods}
     runtimes: dict[str, list[float]] = {n: [] for n in names}
@@ -512,6 +525,10 @@ def evaluate(
                         predictions[name], sample.disparity, mask=ref_mask, **kwargs)
         for m in methods:
             per_method[m].append(evals[m])
+        if edges:
+            for name in names:
+                per_band[name].append(evaluate_by_disparity(predictions[name], sample.disparity, edges,
+                                                            mask=base_mask, **kwargs))
 
         image_name = None
         if out is not None and save_images:
@@ -564,6 +581,16 @@ def evaluate(
         "summary": summary,
         "samples": sample_reports,
     }
+    if edges:
+        total_pixels = sum(e.gt_pixels for e in per_method[names[0]])
+        bands: dict[str, list[dict[str, Any]]] = {}
+        for name in names:
+            bands[name] = []
+            for k in range(len(edges) - 1):
+                band = aggregate(sample_bands[k] for sample_bands in per_band[name])
+                share = 100.0 * band.gt_pixels / total_pixels if total_pixels else math.nan
+                bands[name].append({"low": edges[k], "high": edges[k + 1], "share": share, **band.to_dict()})
+        report["by_disparity"] = {"edges": edges, "bands": bands}
     report["table"] = markdown_table(report)
     if out is not None:
         (out / "metrics.json").write_text(json.dumps(_finite_or_none(report), indent=2))
@@ -614,6 +641,23 @@ def markdown_table(report: dict[str, Any]) -> str:
         "own predictions only. Density: % of the evaluated GT-valid pixels with a prediction.",
         "",
     ]
+    by_disparity = report.get("by_disparity")
+    if by_disparity:
+        bands = by_disparity["bands"]
+        names = list(bands)
+        head = "| GT disparity (px) | Pixels (%) | " + " | ".join(
+            f"{n} EPE | {n} bias | {n} bad-3 (%) | {n} density (%)" for n in names) + " |"
+        band_lines = ["By ground-truth disparity (all GT pixels, holes as errors; bias = mean signed error, "
+                      "negative = too far):", "", head, "|" + "---|" * (2 + 4 * len(names))]
+        for k, first in enumerate(bands[names[0]]):
+            high = "inf" if math.isinf(first["high"]) else f"{first['high']:g}"
+            cells = [f"{first['low']:g}-{high}", _fmt(first["share"], 1)]
+            for n in names:
+                b = bands[n][k]
+                cells += [_fmt(b["all"]["epe"], 2), _fmt(b["all"]["bias"], 2), _fmt(b["all"]["bad3"], 1),
+                          _fmt(b["density"], 1)]
+            band_lines.append("| " + " | ".join(cells) + " |")
+        notes += band_lines + [""]
     return "\n".join(lines + notes)
 
 
@@ -643,6 +687,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--exclude-occluded", action="store_true", help="leave occluded pixels out (KITTI 'noc')")
     p.add_argument("--max-depth", type=float, default=80.0, help="depth metrics range limit (m); holes count as this")
     p.add_argument("--no-images", action="store_true", help="do not write the per-sample PNGs")
+    p.add_argument("--disparity-bands", type=float, nargs="*", default=list(DISPARITY_BANDS), metavar="PX",
+                   help="edges (px at the evaluated resolution) of the per-GT-disparity breakdown; none disables")
     p.add_argument("--output", type=Path, default=Path("eval_output"), help="output folder")
     args = p.parse_args(argv)
     if args.num_samples is not None and args.num_samples <= 0:
@@ -653,6 +699,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"--width/--height: expected at least 32 px, got {args.width}x{args.height}")
     if args.dataset == "folder" and args.path is None:
         p.error("--dataset folder: expected --path DIR")
+    bands = args.disparity_bands
+    if bands and (len(bands) < 2 or any(math.isnan(b) for b in bands) or any(b <= a for a, b in zip(bands, bands[1:]))):
+        p.error(f"--disparity-bands: expected none or >= 2 strictly increasing edges in pixels, got {bands}")
     if not (args.max_depth > 0 and math.isfinite(args.max_depth)):
         p.error(f"--max-depth: expected a positive number, got {args.max_depth}")
     return args
@@ -683,6 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = evaluate(
             backends, samples, args.output,
             exclude_occluded=args.exclude_occluded, max_depth=args.max_depth, save_images=not args.no_images,
+            disparity_bands=args.disparity_bands,
             metadata={"dataset": dataset, "argv": list(argv) if argv is not None else sys.argv[1:],
                       "weights": args.weights if args.backend == "network" else None},
         )
