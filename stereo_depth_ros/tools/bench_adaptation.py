@@ -1,12 +1,19 @@
 """Measure online adaptation: EPE curves per mode on an unseen domain, forgetting, step time.
 
     python -m stereo_depth_ros.tools.bench_adaptation [--frames 300] [--size 320x240] [--domain outdoor] [--device cuda]
+        [--disparity-range LO HI]
 
 For each mode (``none``, ``full``, ``mad``) a fresh copy of the shipped network runs over the same
 synthetic sequence: each frame is first predicted with the current weights (the depth the node
 would publish, scored against ground truth) and then offered to the adapter. Afterwards the adapted
 network is scored on the training domain's test split (forgetting). Prints a Markdown table and
 writes JSON with every per-frame curve. Figures, not assertions.
+
+Before adapting, it measures whether the sequence offers the adapter anything to learn from: on
+the pixels where the frozen network is wrong (error > 3 px, not occluded), the reconstruction error
+through the ground truth against the one through the frozen prediction. Where the two are equal,
+no image loss can tell the right disparity from the wrong one (textureless or periodic surfaces)
+and self-supervised adaptation cannot be expected to fix those pixels.
 """
 
 from __future__ import annotations
@@ -23,15 +30,56 @@ import numpy as np
 import torch
 
 from ..core.adaptation import AdaptationConfig, OnlineAdapter
+from ..core.losses import census_error, photometric_error
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import load_model
 from ..core.synthetic import generate_sample, generate_sequence, split_seeds
+from ..core.warping import warp_right_to_left
 
 
 def _epe(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, gt: np.ndarray) -> float:
     with torch.no_grad():
         pred = model(left, right).disparity[0, 0].cpu().numpy()
     return float(np.abs(pred - gt).mean())
+
+
+def photometric_signal(model: torch.nn.Module, frames: Sequence[tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]],
+                       image_loss: str = "ssim_l1", wrong_px: float = 3.0) -> dict[str, float]:
+    """Does the image loss prefer the ground truth where the frozen network is wrong?
+
+    Args:
+        model: the frozen network.
+        frames: ``(left, right, gt, occluded)``: ``(1, 3, H, W)`` images in [0, 1], ``(H, W)`` ground
+            truth disparity (pixels) and ``(H, W)`` bool occlusion of the left pixels.
+        image_loss: ``"ssim_l1"`` or ``"census"``, the adapter's reconstruction error.
+        wrong_px: a pixel is wrong when its error exceeds this (pixels).
+
+    Returns:
+        ``wrong_share`` (of non-occluded pixels), the mean reconstruction error through the ground
+        truth (``loss_gt``) and through the prediction (``loss_pred``) on the wrong pixels, and
+        ``gt_better``: the share of wrong pixels whose error through the ground truth is lower by
+        more than 1e-4 (about 0.5 or less = no preference: nothing to learn there). NaN without
+        wrong pixels.
+    """
+    error = census_error if image_loss == "census" else photometric_error
+    wrong, loss_gt, loss_pred, better, visible = 0, 0.0, 0.0, 0, 0
+    for left, right, gt, occluded in frames:
+        target = torch.as_tensor(gt, dtype=left.dtype, device=left.device)[None, None]
+        with torch.no_grad():
+            pred = model(left, right).disparity
+            e_gt = error(warp_right_to_left(right, target)[0], left).mean(1)[0].cpu().numpy()
+            e_pred = error(warp_right_to_left(right, pred)[0], left).mean(1)[0].cpu().numpy()
+        seen = ~np.asarray(occluded, dtype=bool)
+        bad = seen & (np.abs(pred[0, 0].cpu().numpy() - gt) > wrong_px)
+        visible += int(seen.sum())
+        wrong += int(bad.sum())
+        loss_gt += float(e_gt[bad].sum())
+        loss_pred += float(e_pred[bad].sum())
+        better += int((e_gt[bad] < e_pred[bad] - 1e-4).sum())  # rounding-level differences are no signal
+    nan = float("nan")
+    return {"wrong_share": wrong / visible if visible else nan,
+            "loss_gt": loss_gt / wrong if wrong else nan, "loss_pred": loss_pred / wrong if wrong else nan,
+            "gt_better": better / wrong if wrong else nan}
 
 
 def single_frame(args: argparse.Namespace, width: int, height: int) -> int:
@@ -68,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--size", default="320x240")
     p.add_argument("--domain", default="outdoor")
+    p.add_argument("--disparity-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="disparities of the unseen sequence in pixels at --size (default: the domain's range); "
+                        "e.g. 10 95 at 320x240 puts the camera close to the scene")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--modes", nargs="+", default=["none", "full", "mad"])
     p.add_argument("--lr", type=float, default=AdaptationConfig().learning_rate)
@@ -89,8 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"[bench] rendering {args.frames} frames of an unseen-domain sequence ({args.domain}, {width}x{height})", file=sys.stderr)
     device = torch.device(args.device)
-    frames = [(image_to_tensor(f.left, device), image_to_tensor(f.right, device), f.disparity_left)
-              for f in generate_sequence(args.seed, args.frames, width, height, args.domain)]
+    lo, hi = args.disparity_range if args.disparity_range else (None, None)
+    try:
+        sequence = list(generate_sequence(args.seed, args.frames, width, height, args.domain,
+                                          min_disparity=lo, max_disparity=hi))
+    except ValueError as exc:
+        p.error(str(exc))
+    frames = [(image_to_tensor(f.left, device), image_to_tensor(f.right, device), f.disparity_left) for f in sequence]
+    model, _ = load_model(args.weights, device)
+    signal = photometric_signal(model, [(*frames[k], sequence[k].occlusion_left) for k in range(0, len(frames), 10)],
+                                args.image_loss)
+    del sequence
     home = [(image_to_tensor(s.left, device), image_to_tensor(s.right, device), s.disparity_left)
             for s in (generate_sample(seed, width, height, "indoor") for seed in split_seeds("test", args.forgetting_samples))]
     base_config = AdaptationConfig(learning_rate=args.lr, image_loss=args.image_loss, automask=not args.no_automask,
@@ -156,14 +216,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"| {mode} | {r['epe_first']:.3f} | {r['epe_last']:.3f} | {change:+.1f}% | "
                      f"{r['home_epe_before']:.3f} -> {r['home_epe_after']:.3f} | {r['steps']} | {r['rollbacks']} | "
                      f"{1000 * r['step_seconds_median']:.0f} |")
+    if step_times:
+        lines.append("")
+        lines.append("| step | " + " | ".join(step_times) + " |")
+        lines.append("|---|" + "---|" * len(step_times))
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+        lines.append(f"| median ms ({where}) | " + " | ".join(f"{v:.0f}" for v in step_times.values()) + " |")
     lines.append("")
-    lines.append("| step | " + " | ".join(step_times) + " |")
-    lines.append("|---|" + "---|" * len(step_times))
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    lines.append(f"| median ms ({where}) | " + " | ".join(f"{v:.0f}" for v in step_times.values()) + " |")
+    lines.append(f"Signal (every 10th frame, frozen network): {100 * signal['wrong_share']:.1f} % of the visible pixels "
+                 f"are wrong by > 3 px; there the {args.image_loss} error is {signal['loss_gt']:.4f} through the ground "
+                 f"truth and {signal['loss_pred']:.4f} through the prediction, and the ground truth is the better "
+                 f"reconstruction on {100 * signal['gt_better']:.0f} % of them (50 % = nothing to learn).")
     print("\n".join(lines))
     args.output.write_text(json.dumps({"config": vars(args) | {"output": str(args.output)}, "modes": results,
-                                       "step_ms": step_times}, indent=2) + "\n")
+                                       "step_ms": step_times, "signal": signal}, indent=2) + "\n")
     return 0
 
 
