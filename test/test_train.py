@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from stereo_depth_ros.core.network.weights import load_weights
@@ -51,3 +52,25 @@ def test_fine_tuning_records_the_whole_chain_of_runs(tmp_path):
     assert chain["path"] == str(second) and chain["steps"] == 2 and chain["device"] == "cpu"
     assert chain["initialised_from"]["path"] == str(first) and chain["initialised_from"]["initialised_from"] is None
     assert "--init-weights" not in chain["initialised_from"]["training_command"]
+
+
+def test_near_samples_move_the_camera_closer():
+    data = train.generate_dataset([0, 1], 160, 96, "indoor", 1, "test", [30.0, None])
+    near, default = data.disp_left[0].float(), data.disp_left[1].float()
+    assert near.min() >= 30.0 - 1e-2 and near.max() <= 40.0 + 1e-2  # the domain's 160 px at 640 -> 40 at 160
+    assert default.min() < 30.0
+    plain = train.generate_dataset([1], 160, 96, "indoor", 1, "test")
+    assert torch.equal(plain.disp_left[0], data.disp_left[1])  # None keeps the domain's range
+    with pytest.raises(ValueError, match="one entry per seed"):
+        train.generate_dataset([0, 1], 160, 96, "indoor", 1, "test", [30.0])
+
+
+def test_near_fraction_is_recorded_and_checked(tmp_path):
+    out = tmp_path / "w.safetensors"
+    assert train.main(COMMON + ["--steps", "1", "--near-fraction", "0.5", "--near-min-disparity", "96",
+                                "--output", str(out), "--checkpoint", str(tmp_path / "c.safetensors")]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())["data"]
+    assert data["near_fraction"] == 0.5 and data["near_min_disparity"] == 96.0
+    for bad in (["--near-fraction", "1.5"], ["--near-fraction", "0.5", "--near-min-disparity", "200"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(bad)

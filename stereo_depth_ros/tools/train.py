@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ..core.network import NetworkConfig, StereoNet
 from ..core.network.supervision import supervised_loss
 from ..core.network.weights import DEFAULT_WEIGHTS, atomic_write_bytes, load_model, save_weights
-from ..core.synthetic import generate_sample, split_seeds
+from ..core.synthetic import generate_sample, get_domain, split_seeds
 
 
 @dataclass
@@ -54,22 +54,30 @@ class Dataset:
         return Dataset(*(t.to(device) for t in (self.left, self.right, self.disp_left, self.disp_right)))
 
 
-def _render(args: tuple[int, int, int, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    seed, width, height, domain = args
+def _render(args: tuple[int, int, int, str, float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    seed, width, height, domain, min_disparity = args
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
-    s = generate_sample(seed, width=width, height=height, domain=domain)
+    s = generate_sample(seed, width=width, height=height, domain=domain, min_disparity=min_disparity)
     to8 = lambda im: np.clip(np.round(im * 255.0), 0, 255).astype(np.uint8).transpose(2, 0, 1)  # noqa: E731
     return to8(s.left), to8(s.right), s.disparity_left.astype(np.float16)[None], s.disparity_right.astype(np.float16)[None]
 
 
-def generate_dataset(seeds: Sequence[int], width: int, height: int, domain: str, workers: int, desc: str) -> Dataset:
-    """Render ``seeds`` in ``workers`` processes (spawned: safe after CUDA initialisation; 1 = in-process)."""
+def generate_dataset(seeds: Sequence[int], width: int, height: int, domain: str, workers: int, desc: str,
+                     min_disparities: Sequence[float | None] | None = None) -> Dataset:
+    """Render ``seeds`` in ``workers`` processes (spawned: safe after CUDA initialisation; 1 = in-process).
+
+    ``min_disparities``: per seed, the smallest disparity in pixels at this width (None = the
+    domain's); raising it moves the camera closer to the scene (more near surfaces).
+    """
     n = len(seeds)
     left = torch.empty((n, 3, height, width), dtype=torch.uint8)
     right = torch.empty_like(left)
     disp_left = torch.empty((n, 1, height, width), dtype=torch.float16)
     disp_right = torch.empty_like(disp_left)
-    jobs = [(int(s), width, height, domain) for s in seeds]
+    lows = list(min_disparities) if min_disparities is not None else [None] * n
+    if len(lows) != n:
+        raise ValueError(f"min_disparities: expected one entry per seed ({n}), got {len(lows)}")
+    jobs = [(int(s), width, height, domain, low) for s, low in zip(seeds, lows)]
     def fill(results: Any) -> None:
         for i, (l, r, dl, dr) in enumerate(tqdm(results, total=n, desc=desc, file=sys.stderr)):
             left[i], right[i] = torch.from_numpy(l), torch.from_numpy(r)
@@ -199,6 +207,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--domain", default="indoor")
+    p.add_argument("--near-fraction", type=float, default=0.0,
+                   help="share of the training samples rendered close to the scene (validation keeps the domain's "
+                        "range): the network under-reads large disparities, which the domain's range makes rare")
+    p.add_argument("--near-min-disparity", type=float, default=48.0,
+                   help="smallest disparity of those near samples, pixels at 640 px width (scaled with --width)")
     p.add_argument("--data-seed", type=int, default=0, help="offsets the train/val seed lists")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch sampling")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -210,7 +223,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--schedule-minutes", type=float, default=None,
                    help="train for this many minutes: the learning-rate schedule follows elapsed time instead of "
                         "steps (--steps becomes a cap); for a fixed device-time budget")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0.0 <= args.near_fraction <= 1.0:
+        p.error(f"--near-fraction: expected a fraction in [0, 1], got {args.near_fraction}")
+    top = get_domain(args.domain).max_disparity
+    if args.near_fraction > 0 and not 0.0 < args.near_min_disparity < top:
+        p.error(f"--near-min-disparity: expected pixels in (0, {top:g}) (the domain's largest disparity at 640 px), "
+                f"got {args.near_min_disparity}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,7 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     val_seeds = [s + args.data_seed for s in split_seeds("val", args.val_samples)]
     print(f"[train] generating {len(train_seeds)} training and {len(val_seeds)} validation samples "
           f"({args.width}x{args.height}, domain {args.domain!r}, {args.workers} workers)", file=sys.stderr)
-    train = generate_dataset(train_seeds, args.width, args.height, args.domain, args.workers, "train data")
+    near = round(args.near_fraction * len(train_seeds))
+    near_low = args.near_min_disparity * args.width / 640.0
+    train = generate_dataset(train_seeds, args.width, args.height, args.domain, args.workers, "train data",
+                             [near_low] * near + [None] * (len(train_seeds) - near))
     val = generate_dataset(val_seeds, args.width, args.height, args.domain, args.workers, "val data")
     data_seconds = time.time() - started
     if device.type == "cuda":
@@ -293,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "device": init_meta.get("device"), "initialised_from": init_meta.get("initialised_from")},
         "data": {"generator": "stereo_depth_ros.core.synthetic", "domain": args.domain, "data_seed": args.data_seed,
                  "train_samples": args.train_samples, "val_samples": args.val_samples,
+                 "near_fraction": args.near_fraction, "near_min_disparity": args.near_min_disparity,
                  "resolution": [args.width, args.height]},
         "steps": step,
         "batch_size": args.batch_size,
