@@ -244,5 +244,8 @@ def test_main_bad_arguments(tmp_path: Path):
         ev.main(["--dataset", "folder"])  # no --path
     with pytest.raises(SystemExit):
         ev.main(["--num-samples", "-1"])
+    with pytest.raises(SystemExit):
+        ev.main(["--disparity-bands", "32", "16"])
+    assert ev.parse_args(["--disparity-bands"]).disparity_bands == []  # none: no breakdown
     assert ev.main(["--dataset", "folder", "--path", str(tmp_path / "nope"), "--backend", "sgbm",
                     "--output", str(tmp_path / "o")]) == 1

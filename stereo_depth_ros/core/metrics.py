@@ -59,6 +59,7 @@ __all__ = [
     "evaluate_disparity",
     "aggregate",
     "DISPARITY_BANDS",
+    "band_edges",
     "evaluate_by_disparity",
 ]
 
@@ -379,6 +380,24 @@ def aggregate(evaluations: Iterable[DisparityEvaluation]) -> DisparityEvaluation
     return total
 
 
+def band_edges(edges: Iterable[float]) -> list[float]:
+    """Check disparity band edges: at least two strictly increasing numbers in pixels (``math.inf`` allowed).
+
+    Returns:
+        The edges as a list of floats.
+
+    Raises:
+        ValueError: non-numbers, fewer than two edges, NaN, or edges not strictly increasing.
+    """
+    try:
+        e = [float(x) for x in edges]
+    except (TypeError, ValueError):
+        raise ValueError(f"edges: expected numbers (pixels), got {edges!r}") from None
+    if len(e) < 2 or any(math.isnan(x) for x in e) or any(b <= a for a, b in zip(e, e[1:])):
+        raise ValueError(f"edges: expected >= 2 strictly increasing band edges in pixels, got {e}")
+    return e
+
+
 def evaluate_by_disparity(
     pred: np.ndarray,
     gt: np.ndarray,
@@ -402,15 +421,9 @@ def evaluate_by_disparity(
         has zero pixels (NaN metrics). Aggregate each band over samples with :func:`aggregate`.
 
     Raises:
-        ValueError: fewer than two edges, edges not strictly increasing or NaN, plus the errors of
-            :func:`evaluate_disparity`.
+        ValueError: bad edges (see :func:`band_edges`), plus the errors of :func:`evaluate_disparity`.
     """
-    try:
-        e = [float(x) for x in edges]
-    except (TypeError, ValueError):
-        raise ValueError(f"edges: expected numbers (pixels), got {edges!r}") from None
-    if len(e) < 2 or any(math.isnan(x) for x in e) or any(b <= a for a, b in zip(e, e[1:])):
-        raise ValueError(f"edges: expected >= 2 strictly increasing band edges in pixels, got {e}")
+    e = band_edges(edges)
     gt = _check_map(gt, "gt")
     g = gt.astype(np.float64, copy=False)
     if mask is not None and not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == gt.shape):

@@ -62,8 +62,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from ..core.metrics import (DISPARITY_BANDS, DisparityEvaluation, aggregate, evaluate_by_disparity, evaluate_disparity,
-                            gt_valid_mask, prediction_valid_mask)
+from ..core.metrics import (DISPARITY_BANDS, DisparityEvaluation, aggregate, band_edges, evaluate_by_disparity,
+                            evaluate_disparity, gt_valid_mask, prediction_valid_mask)
 from ..core.sgbm import SGBM_MODES, SgbmBackend
 
 __all__ = [
@@ -472,9 +472,7 @@ def evaluate(
     out = Path(output_dir) if output_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    edges = [float(e) for e in disparity_bands] if disparity_bands else []
-    if edges:
-        evaluate_by_disparity(np.ones((1, 1)), np.ones((1, 1)), edges)  # reject bad edges before any work
+    edges = band_edges(disparity_bands) if disparity_bands else []  # bad edges fail before any work
     per_band: dict[str, list[list[DisparityEvaluation]]] = {n: [] for n in names}
 
     per_method: dict[str, list[DisparityEvaluation]] = {m: [] for m in methods}
@@ -699,9 +697,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"--width/--height: expected at least 32 px, got {args.width}x{args.height}")
     if args.dataset == "folder" and args.path is None:
         p.error("--dataset folder: expected --path DIR")
-    bands = args.disparity_bands
-    if bands and (len(bands) < 2 or any(math.isnan(b) for b in bands) or any(b <= a for a, b in zip(bands, bands[1:]))):
-        p.error(f"--disparity-bands: expected none or >= 2 strictly increasing edges in pixels, got {bands}")
+    if args.disparity_bands:
+        try:
+            band_edges(args.disparity_bands)
+        except ValueError as exc:
+            p.error(f"--disparity-bands: {exc} (or none to skip the breakdown)")
     if not (args.max_depth > 0 and math.isfinite(args.max_depth)):
         p.error(f"--max-depth: expected a positive number, got {args.max_depth}")
     return args
