@@ -71,6 +71,6 @@ def test_near_fraction_is_recorded_and_checked(tmp_path):
                                 "--output", str(out), "--checkpoint", str(tmp_path / "c.safetensors")]) == 0
     data = json.loads(out.with_suffix(".json").read_text())["data"]
     assert data["near_fraction"] == 0.5 and data["near_min_disparity"] == 96.0
-    for bad in (["--near-fraction", "1.5"], ["--near-fraction", "0.5", "--near-min-disparity", "200"]):
+    for bad in (["--near-fraction", "1.5"], ["--near-fraction", "0.5", "--near-min-disparity", "200"], ["--domain", "moon"]):
         with pytest.raises(SystemExit):
             train.parse_args(bad)

@@ -226,7 +226,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0.0 <= args.near_fraction <= 1.0:
         p.error(f"--near-fraction: expected a fraction in [0, 1], got {args.near_fraction}")
-    top = get_domain(args.domain).max_disparity
+    try:
+        top = get_domain(args.domain).max_disparity
+    except ValueError as exc:
+        p.error(f"--domain: {exc}")
     if args.near_fraction > 0 and not 0.0 < args.near_min_disparity < top:
         p.error(f"--near-min-disparity: expected pixels in (0, {top:g}) (the domain's largest disparity at 640 px), "
                 f"got {args.near_min_disparity}")
