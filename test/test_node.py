@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 
 import numpy as np
@@ -23,7 +24,7 @@ from stereo_depth_ros.core.camera import StereoCamera
 from stereo_depth_ros.core.pointcloud import depth_to_points
 from stereo_depth_ros.core.synthetic import generate_sample
 from stereo_depth_ros.ros.conversions import camera_info_msg, image_to_numpy, numpy_to_image, pointcloud2_to_numpy
-from stereo_depth_ros.ros.node import StereoDepthNode
+from stereo_depth_ros.ros.node import StereoDepthNode, set_gil_switch_interval
 
 _domains = itertools.count((os.getpid() % 50) + 101)
 RELIABLE = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -222,6 +223,23 @@ def test_parameters_are_validated_and_applied(harness):
     assert not node.set_parameters([Parameter("device", value="cuda")])[0].successful  # read-only
     assert node.set_parameters([Parameter("adaptation.learning_rate", value=2e-5)])[0].successful
     assert node.config.adaptation().learning_rate == 2e-5
+
+
+def test_the_node_sets_the_gil_switch_interval_and_zero_keeps_it():
+    previous = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.004)
+        for milliseconds, expected in ((2.0, 0.002), (0.0, 0.002)):  # 0 leaves what the process had
+            h = Harness([Parameter("adaptation.enabled", value=False), Parameter("device", value="cpu"),
+                         Parameter("gil_switch_interval_ms", value=milliseconds)])
+            try:
+                assert sys.getswitchinterval() == pytest.approx(expected)
+            finally:
+                h.close()
+        with pytest.raises(ValueError, match="expected >= 0"):
+            set_gil_switch_interval(-1.0)
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def test_services(harness, tmp_path):

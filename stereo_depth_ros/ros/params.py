@@ -75,6 +75,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "are 0); disparity is resized and rescaled. Trades accuracy for speed on CPU.", True, 0.1, 1.0),
     ParamSpec("cpu_threads", 0, "Torch CPU threads of the frame processing (0 = torch's default, the core "
               "count); the adaptation thread uses one.", True, 0, 256),
+    ParamSpec("gil_switch_interval_ms", 0.5, "Python's thread switch interval for the whole process "
+              "(sys.setswitchinterval, milliseconds), set when the node starts; 0 keeps the interpreter's (5 ms). "
+              "Short enough that the executor gets the GIL to take incoming pairs while the frame thread computes.",
+              True, 0.0, 100.0),
     ParamSpec("compile", False, "Run the network through torch.compile for the fixed input size: the first frame (and "
               "each new size) waits for the compiler (30-60 s on 2 CPU cores), later frames run faster; needs a C++ "
               "compiler on CPU and falls back to eager with a warning when compiling fails.", True),
@@ -134,6 +138,7 @@ class NodeConfig:
     inference_height: int
     inference_scale: float
     cpu_threads: int
+    gil_switch_interval_ms: float
     compile: bool
     cuda_graphs: bool
     precision: str
