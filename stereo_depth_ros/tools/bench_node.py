@@ -60,16 +60,16 @@ def _parse_size(text: str) -> tuple[int, int]:
 def _parse_param(text: str) -> tuple[str, Any]:
     import yaml
 
-    from ..ros.params import PARAMS
+    from ..ros.params import defaults
 
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     parsed = yaml.safe_load(value)
-    spec = next((p for p in PARAMS if p.name == name), None)
-    if spec is None and not name.startswith("qos_overrides."):  # rclpy would ignore an undeclared override
+    declared = defaults()
+    if name not in declared and not name.startswith("qos_overrides."):  # rclpy would ignore an undeclared override
         raise argparse.ArgumentTypeError(f"unknown node parameter {name!r}: see config/stereo_depth.yaml")
-    if spec is not None and isinstance(spec.default, float) and isinstance(parsed, int) and not isinstance(parsed, bool):
+    if isinstance(declared.get(name), float) and isinstance(parsed, int) and not isinstance(parsed, bool):
         parsed = float(parsed)  # "=0" for a floating-point parameter: rclpy would refuse an INTEGER override
     return name, parsed
 
