@@ -192,6 +192,7 @@ def compute_validity(
     right: torch.Tensor | None = None,
     disparity_right: torch.Tensor | None = None,
     config: ValidityConfig = ValidityConfig(),
+    doffs: float = 0.0,
 ) -> Validity:
     """Combine every available validity test into a mask and a confidence.
 
@@ -207,6 +208,8 @@ def compute_validity(
         left, right: ``(B, C, H, W)`` rectified images in ``[0, 1]`` (optional, both or neither).
         disparity_right: ``(B, 1, H, W)`` right disparity in pixels (optional).
         config: thresholds.
+        doffs: ``cx_left - cx_right`` in pixels (:attr:`StereoCamera.doffs`): depth is
+            ``f B / (d - doffs)``; 0 for rigs with equal principal points.
 
     Returns:
         :class:`Validity`.
@@ -232,9 +235,14 @@ def compute_validity(
     finite = torch.isfinite(d)
     clean = torch.where(finite, d, torch.zeros_like(d))  # non-finite -> 0: never positive, never occludes
     positive = clean > max(config.min_disparity, 0.0)
-    # f B / d where positive, else 0 (disparity_to_depth without its repeated finiteness tests).
+    # f B / (d - doffs) where positive, else 0 (disparity_to_depth without its repeated finiteness tests).
     scale = disparity_to_depth(torch.ones_like(d[:, :, :1, :1]), focal, baseline)
-    depth = torch.where(positive, scale / clean, torch.zeros_like(d))
+    if doffs:
+        shifted = clean - float(doffs)
+        positive = positive & (shifted > 0)
+        depth = torch.where(positive, scale / torch.where(positive, shifted, torch.ones_like(d)), torch.zeros_like(d))
+    else:
+        depth = torch.where(positive, scale / clean, torch.zeros_like(d))
     u = torch.arange(width, device=d.device, dtype=d.dtype).view(1, 1, 1, width)
     match = u - clean  # where the left pixel lands in the right image
     components: dict[str, torch.Tensor] = {

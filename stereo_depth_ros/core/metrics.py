@@ -293,6 +293,7 @@ def evaluate_disparity(
     mask: np.ndarray | None = None,
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
+    doffs: float = 0.0,
 ) -> DisparityEvaluation:
     """Evaluate a predicted disparity map against ground truth (see the module docstring for the rules).
 
@@ -305,6 +306,8 @@ def evaluate_disparity(
             method's valid pixels); intersected with GT-valid.
         min_depth, max_depth: depth range in metres: predicted depth is clamped to it, a hole counts
             as ``max_depth``, and GT depths outside it are left out of the depth metrics.
+        doffs: ``cx_left - cx_right`` in pixels: depths are ``f B / (d - doffs)`` (0 for most rigs;
+            Middlebury 2014 scenes such as Motorcycle have their principal points apart).
 
     Returns:
         A :class:`DisparityEvaluation` with the ``all`` (holes as errors) and ``valid`` metric sets.
@@ -347,10 +350,12 @@ def evaluate_disparity(
     valid_sums = _disparity_sums(signed[has_pred], g[has_pred], holes[has_pred])
 
     if with_depth:
-        z_gt = fb / g
+        g_shifted, p_shifted = g - doffs, p_filled - doffs
+        z_gt = np.where(g_shifted > 0, fb / np.where(g_shifted > 0, g_shifted, 1.0), np.inf)
         in_range = (z_gt >= min_depth) & (z_gt <= max_depth)
-        safe_p = np.where(has_pred, p_filled, 1.0)
-        z = np.where(has_pred, np.clip(fb / safe_p, min_depth, max_depth), max_depth)
+        ahead = has_pred & (p_shifted > 0)
+        safe_p = np.where(ahead, p_shifted, 1.0)
+        z = np.where(ahead, np.clip(fb / safe_p, min_depth, max_depth), max_depth)
         all_sums.update(_depth_sums(z[in_range], z_gt[in_range], holes[in_range]))
         sel = in_range & has_pred
         valid_sums.update(_depth_sums(z[sel], z_gt[sel], holes[sel]))

@@ -20,8 +20,8 @@ from .network.estimator import predict_left_right
 from .network.model import StereoNet
 from .pointcloud import organized_xyzrgb_tensor
 
-__all__ = ["PRECISIONS", "FrameResult", "scaled_size", "predict_left", "predict_disparities", "process_frame",
-           "frame_outputs", "MAP_CHANNELS"]
+__all__ = ["PRECISIONS", "FrameResult", "scaled_size", "resize_images", "predict_left", "predict_disparities",
+           "process_frame", "frame_outputs", "MAP_CHANNELS"]
 
 PRECISIONS = ("fp32", "bf16")
 """Network precisions: float32, or bfloat16 autocast (for GPUs; the disparity comes back as float32)."""
@@ -32,18 +32,25 @@ class FrameResult:
     """Everything the node publishes for a frame.
 
     Attributes:
-        disparity_left, disparity_right: ``(1, 1, H, W)`` disparity in pixels at the input size.
+        disparity_left, disparity_right: ``(1, 1, H, W)`` disparity in pixels at the input size
+            (``disparity_right`` None in single-pass mode: no left-right check configured).
         validity: masks, confidence, depth (metres, 0 where the disparity is not positive) and the
             photometric error, see :class:`~stereo_depth_ros.core.masks.Validity`.
     """
 
     disparity_left: torch.Tensor
-    disparity_right: torch.Tensor
+    disparity_right: torch.Tensor | None
     validity: Validity
 
 
-def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_images(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """Images ``(B, C, H, W)`` resized to ``size`` ``(height, width)`` (antialiased bilinear);
+    the tensor itself when ``size`` is None or already its size."""
+    if size is None or tuple(size) == tuple(image.shape[-2:]):
+        return image
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -73,7 +80,8 @@ def predict_left(
     size = tuple(left.shape[-2:])
     if inference_size is None or tuple(inference_size) == size:
         return model(left, right).disparity
-    return _upsample_disparity(model(_resize(left, inference_size), _resize(right, inference_size)).disparity, size)
+    disparity = model(resize_images(left, inference_size), resize_images(right, inference_size)).disparity
+    return _upsample_disparity(disparity, size)
 
 
 def _precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -89,7 +97,8 @@ def predict_disparities(
     right: torch.Tensor,
     inference_size: tuple[int, int] | None = None,
     precision: str = "fp32",
-) -> tuple[torch.Tensor, torch.Tensor]:
+    right_view: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Left and right disparity at the input size (the right one from the mirrored pair).
 
     Args:
@@ -98,6 +107,8 @@ def predict_disparities(
         inference_size: ``(height, width)`` to run the network at (disparity is resized and
             rescaled back to the input's pixels), or None for the input size.
         precision: one of :data:`PRECISIONS` (``"bf16"``: the network under bfloat16 autocast).
+        right_view: also the right disparity (a second, mirrored pass: half of the CPU frame
+            time); False returns None for it (single-pass mode).
 
     Returns:
         ``(disparity_left, disparity_right)``, ``(1, 1, H, W)`` float32 each, in pixels.
@@ -106,15 +117,17 @@ def predict_disparities(
     check_tensor(right, "right", (1, 3, "H", "W"))
     check_same_batch_and_size(left, "left", right, "right")
     size = tuple(left.shape[-2:])
+    small_left, small_right = resize_images(left, inference_size), resize_images(right, inference_size)
     with _precision(precision, left.device):
-        if inference_size is None or tuple(inference_size) == size:
-            disp_l, disp_r = predict_left_right(model, left, right)
+        if right_view:
+            disp_l, disp_r = predict_left_right(model, small_left, small_right)
         else:
-            disp_l, disp_r = predict_left_right(model, _resize(left, inference_size), _resize(right, inference_size))
-    disp_l, disp_r = disp_l.float(), disp_r.float()
+            disp_l, disp_r = model(small_left, small_right).disparity, None
+    disp_l = disp_l.float()
+    disp_r = disp_r.float() if disp_r is not None else None
     if tuple(disp_l.shape[-2:]) == size:
         return disp_l, disp_r
-    return _upsample_disparity(disp_l, size), _upsample_disparity(disp_r, size)
+    return _upsample_disparity(disp_l, size), (_upsample_disparity(disp_r, size) if disp_r is not None else None)
 
 
 @torch.inference_mode()
@@ -128,6 +141,9 @@ def process_frame(
     precision: str = "fp32",
 ) -> FrameResult:
     """Predict both disparities (:func:`predict_disparities`), validate, convert to depth.
+
+    Single-pass mode: with ``validity_config.lr_max_difference`` None (no left-right check) the
+    right disparity is not predicted at all.
 
     Args:
         model: the network (eval mode, on the images' device).
@@ -145,8 +161,9 @@ def process_frame(
     height, width = left.shape[-2:]
     if (camera.width, camera.height) != (width, height):
         raise ValueError(f"camera: expected a {width}x{height} rig like the images, got {camera.width}x{camera.height}")
-    disp_l, disp_r = predict_disparities(model, left, right, inference_size, precision)
-    validity = compute_validity(disp_l, camera.fx, camera.baseline, left, right, disp_r, validity_config)
+    right_view = validity_config.lr_max_difference is not None
+    disp_l, disp_r = predict_disparities(model, left, right, inference_size, precision, right_view)
+    validity = compute_validity(disp_l, camera.fx, camera.baseline, left, right, disp_r, validity_config, camera.doffs)
     return FrameResult(disp_l, disp_r, validity)
 
 
@@ -181,7 +198,7 @@ def frame_outputs(
 
     Returns:
         ``(maps, points)``: ``maps`` ``(6, H, W)`` float32 with the channels of :data:`MAP_CHANNELS`
-        (left and right disparity in pixels, mask as 0/1, depth in metres with NaN outside the mask, confidence,
+        (left and right disparity in pixels, the right one NaN in single-pass mode, mask as 0/1, depth in metres with NaN outside the mask, confidence,
         photometric error); ``points`` ``(H, W, 4)`` float32 from
         :func:`~stereo_depth_ros.core.pointcloud.organized_xyzrgb_tensor`, or None without ``cloud``.
     """
@@ -189,7 +206,8 @@ def frame_outputs(
     v = result.validity
     mask = v.mask[0, 0]
     depth = torch.where(mask, v.depth[0, 0].float(), torch.full_like(mask, float("nan"), dtype=torch.float32))
-    maps = torch.stack([result.disparity_left[0, 0], result.disparity_right[0, 0], mask.float(), depth,
+    disp_r = result.disparity_right[0, 0] if result.disparity_right is not None else torch.full_like(depth, float("nan"))
+    maps = torch.stack([result.disparity_left[0, 0], disp_r, mask.float(), depth,
                         v.confidence[0, 0].float(), v.photometric_error[0, 0].float()])
     points = None
     if cloud:

@@ -145,19 +145,21 @@ class SgbmBackend:
         self.disp12_max_diff = int(disp12_max_diff)
         self.pre_filter_cap = _check_int(pre_filter_cap, "pre_filter_cap", 1)
         self.pad_left = bool(pad_left)
-        self._matchers: dict[int, Any] = {}
+        self._matchers: dict[tuple[int, int], Any] = {}
 
     # ------------------------------------------------------------------ configuration
-    def num_disparities(self, width: int) -> int:
-        """OpenCV ``numDisparities`` used for images ``width`` pixels wide (a multiple of 16)."""
-        top = self.max_disparity if self.max_disparity is not None else default_max_disparity(width)
+    def num_disparities(self, width: int, max_disparity: float | None = None) -> int:
+        """OpenCV ``numDisparities`` used for images ``width`` pixels wide (a multiple of 16), for
+        ``max_disparity`` (None: the backend's own)."""
+        top = max_disparity if max_disparity is not None else self.max_disparity
+        top = top if top is not None else default_max_disparity(width)
         return max(16, int(math.ceil((top - self.min_disparity) / 16.0)) * 16)
 
-    def params(self, width: int) -> dict[str, Any]:
+    def params(self, width: int, max_disparity: float | None = None) -> dict[str, Any]:
         """The OpenCV parameters used for images ``width`` pixels wide (for reports)."""
         return {
             "minDisparity": self.min_disparity,
-            "numDisparities": self.num_disparities(width),
+            "numDisparities": self.num_disparities(width, max_disparity),
             "blockSize": self.block_size,
             "P1": self.p1,
             "P2": self.p2,
@@ -171,11 +173,12 @@ class SgbmBackend:
             "pad_left": self.pad_left,
         }
 
-    def _matcher(self, width: int) -> Any:
-        """The OpenCV matcher for (unpadded) images ``width`` pixels wide, created once per width."""
-        matcher = self._matchers.get(width)
+    def _matcher(self, width: int, max_disparity: float | None = None) -> Any:
+        """The OpenCV matcher for (unpadded) images ``width`` pixels wide, created once per width and range."""
+        key = (width, self.num_disparities(width, max_disparity))
+        matcher = self._matchers.get(key)
         if matcher is None:
-            p = self.params(width)
+            p = self.params(width, max_disparity)
             matcher = cv2.StereoSGBM_create(
                 minDisparity=p["minDisparity"],
                 numDisparities=p["numDisparities"],
@@ -189,7 +192,7 @@ class SgbmBackend:
                 speckleRange=p["speckleRange"],
                 mode=SGBM_MODES[self.mode],
             )
-            self._matchers[width] = matcher
+            self._matchers[key] = matcher
         return matcher
 
     # ------------------------------------------------------------------ inference
@@ -199,11 +202,13 @@ class SgbmBackend:
             return cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY)
         return np.ascontiguousarray(u8[..., ::-1])  # OpenCV's channel order (SGBM sums over channels)
 
-    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    def __call__(self, left: np.ndarray, right: np.ndarray, max_disparity: float | None = None) -> np.ndarray:
         """Disparity of the left image.
 
         Args:
             left, right: rectified ``(H, W, 3)`` float RGB images in ``[0, 1]`` (NaN not allowed).
+            max_disparity: this pair's search range in pixels (a scene's known range); None: the
+                backend's ``max_disparity``.
 
         Returns:
             ``(H, W)`` float32 disparity in pixels, NaN where SGBM found no reliable match.
@@ -217,14 +222,17 @@ class SgbmBackend:
             raise ValueError(f"right: expected shape {left.shape} like left, got {right.shape}")
         if not (np.isfinite(left).all() and np.isfinite(right).all()):
             raise ValueError("left, right: expected finite pixel values, got NaN or inf")
+        if max_disparity is not None and not (math.isfinite(max_disparity) and max_disparity > self.min_disparity):
+            raise ValueError(f"max_disparity: expected a finite number above min_disparity={self.min_disparity}, "
+                             f"got {max_disparity}")
         height, width = left.shape[:2]
         left_u8, right_u8 = self._to_uint8(left), self._to_uint8(right)
-        pad = self.min_disparity + self.num_disparities(width) if self.pad_left else 0
+        pad = self.min_disparity + self.num_disparities(width, max_disparity) if self.pad_left else 0
         pad = max(pad, 0)
         if pad:
             left_u8 = cv2.copyMakeBorder(left_u8, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0)
             right_u8 = cv2.copyMakeBorder(right_u8, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0)
-        raw = self._matcher(width).compute(left_u8, right_u8)
+        raw = self._matcher(width, max_disparity).compute(left_u8, right_u8)
         raw = raw[:, pad:]
         disparity = raw.astype(np.float32) / float(cv2.StereoMatcher_DISP_SCALE)
         disparity[raw < self.min_disparity * cv2.StereoMatcher_DISP_SCALE] = np.nan

@@ -1,50 +1,49 @@
 """Evaluate disparity backends (the network and OpenCV SGBM) against ground truth, side by side.
 
-    python -m stereo_depth_ros.tools.evaluate [--dataset synthetic] [--num-samples 20]
-        [--width 640 --height 480] [--domain indoor] [--backend network|sgbm]
-        [--weights PATH] [--device cpu] [--output eval_output]
-    python -m stereo_depth_ros.tools.evaluate --dataset folder --path DIR [--backend sgbm]
+    python -m stereo_depth_ros.tools.evaluate [--num-samples 20] [--width 640 --height 480]
+        [--domain indoor] [--backend network|sgbm] [--weights PATH] [--device cpu] [--output eval_output]
+    python -m stereo_depth_ros.tools.evaluate --path DIR [DIR ...] [motorcycle] [--adapt-steps 100] [--continual]
 
 Datasets
 --------
-* ``synthetic``: the held-out ``"test"`` split of :mod:`stereo_depth_ros.core.synthetic`
-  (``split_seeds("test", N)``), rendered at ``--width x --height`` in ``--domain`` ("indoor" is the
-  training domain, "outdoor" an unseen one). Exact disparity, calibration and occlusion masks.
-* ``folder``: a directory laid out as::
-
-      DIR/
-        left/NAME.png          rectified left images (PNG/JPG/BMP/PPM; 8- or 16-bit, grey or colour)
-        right/NAME.png         rectified right images, same file name (or same stem) as in left/
-        disparity/NAME.npy     ground-truth left disparity, one of (by stem):
-                                 NAME.npy  (H, W) float32 pixels; NaN, inf or <= 0 = no ground truth
-                                 NAME.png  16-bit PNG holding disparity * 256, 0 = no ground truth
-                                           (the KITTI format)
-                                 NAME.pfm  PFM float disparity (Middlebury / SceneFlow); inf = invalid
-        occlusion/NAME.png     optional: non-zero where the left pixel is occluded in the right view
-        calib.json             optional: {"focal": px, "baseline": m} for the depth metrics;
-                               per-sample overrides as {"samples": {"NAME": {"focal": .., "baseline": ..}}}
-
-  Samples are the stems of ``left/`` in sorted order. Without ``calib.json`` the depth metrics are
-  NaN (null in JSON).
+* ``synthetic`` (without ``--path``): the held-out ``"test"`` split of
+  :mod:`stereo_depth_ros.core.synthetic` (``split_seeds("test", N)``), rendered at ``--width x
+  --height`` in ``--domain`` ("indoor" is the training domain, "outdoor" an unseen one). Exact
+  disparity, calibration and occlusion masks.
+* real data (``--path``): any mix of Middlebury scene folders (``im0.png``, ``im1.png``,
+  ``disp0GT.pfm``, ``mask0nocc.png``, ``calib.txt``), KITTI 2012/2015 split folders, folders in
+  the package's own layout (``left/``, ``right/``, ``disparity/``), folders of any of those, and
+  the built-in real Middlebury Motorcycle pair (``motorcycle``, from scikit-image). Each folder's
+  layout is detected (:mod:`stereo_depth_ros.core.datasets`); ``--dataset middlebury|kitti|folder``
+  insists on one. SGBM searches each scene's own range (Middlebury ``ndisp``, else the ground
+  truth's maximum).
 
 Backends and reported numbers
 -----------------------------
-``--backend network`` (default) runs :class:`StereoEstimator` (``--weights``, ``--device``) and always
-:class:`SgbmBackend` in the same run; ``--backend sgbm`` runs SGBM alone. For every method the
-metrics of :mod:`stereo_depth_ros.core.metrics` are reported over "all pixels" (every GT-valid pixel,
-holes counted as errors) and over the method's "own valid pixels"; the network is also evaluated on
-SGBM's valid pixels (the fair like-for-like comparison). Aggregates are pixel-weighted over the
-whole data set. ``--exclude-occluded`` leaves occluded pixels out (KITTI "noc"); by default they are
-evaluated (KITTI "all"). Runtime is the mean wall time per frame of the backend call (after one
-untimed warm-up call). A second table breaks every backend's numbers down by ground-truth disparity
-(``--disparity-bands``, pixels): share of pixels, EPE, bias (mean signed error; negative = the
-method reads the surface as too far), bad-3 and density per band, because the whole-image EPE is
-dominated by the many small disparities and hides how a method does on near surfaces.
+``--backend network`` (default) runs the network (``--weights``, ``--device``, ``--inference-scale``)
+and always OpenCV SGBM in the same run; ``--backend sgbm`` runs SGBM alone. ``--adapt-steps N``
+adds test-time adaptation (:mod:`stereo_depth_ros.core.test_time`): ``adapted`` (the default
+adaptation settings, SGBM proxy labels included) and ``adapted_photometric`` (the same without the
+proxy: the photometric loss alone), each adapting a fresh copy of the same weights for N steps on
+each scene before predicting it. ``--continual`` adds ``continual``: one adapter carried through
+the scenes in order (N steps each), then every scene re-evaluated with its final weights
+(``continual_final``: what adaptation kept or forgot). ``--adapt-set KEY=VALUE`` changes an
+adaptation setting for every adapting arm (an :class:`AdaptationConfig` field).
+
+For every method the metrics of :mod:`stereo_depth_ros.core.metrics` are reported over "all
+pixels" (every GT-valid pixel, holes counted as errors) and over the method's "own valid pixels";
+the network is also evaluated on SGBM's valid pixels. Real data lead with a per-scene table:
+bad-2 over all GT pixels per scene and the median over scenes, then median bad-1/2/3, EPE, density
+and the non-occluded bad-2 / EPE where a scene has an occlusion mask. Aggregates are also given
+pixel-weighted over the whole data set. ``--exclude-occluded`` leaves occluded pixels out
+everywhere (KITTI "noc"). Runtime is the mean wall time per frame of the backend call (adaptation
+included for adapting arms; others after one untimed warm-up call). A second table breaks every
+backend's numbers down by ground-truth disparity (``--disparity-bands``, pixels).
 
 Output (``--output``, default ``eval_output/``): ``metrics.json`` (configuration, per-sample and
-summary metrics; NaN written as null), ``metrics.md`` (Markdown table, methods as rows, also
-printed at the end) and ``sample_XXX.png`` per sample (left image, GT disparity, each method's
-disparity and error map, labelled).
+summary metrics; NaN written as null), ``metrics.md`` (the tables, also printed at the end) and
+``sample_XXX.png`` per sample (left image, GT disparity, each method's disparity and error map,
+labelled); with ``--continual`` also ``continual_final/``. A progress bar follows the steps.
 """
 
 from __future__ import annotations
@@ -55,7 +54,6 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -64,6 +62,7 @@ import numpy as np
 
 from ..core.metrics import (DISPARITY_BANDS, DisparityEvaluation, aggregate, band_edges, evaluate_by_disparity,
                             evaluate_disparity, gt_valid_mask, prediction_valid_mask)
+from ..core.datasets import EvalSample, load_folder_samples, read_disparity, read_image
 from ..core.sgbm import SGBM_MODES, SgbmBackend
 
 __all__ = [
@@ -79,8 +78,6 @@ __all__ = [
     "main",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm")
-DISPARITY_EXTENSIONS = (".npy", ".png", ".pfm")
 ERROR_RANGE_PX = 5.0  # error maps saturate at this error (pixels)
 HOLE_COLOUR = (128, 128, 128)  # BGR of holes in the error maps (outside the inferno palette)
 MIN_TILE_WIDTH = 320  # visualisation tiles are resized to a width in [MIN, MAX] (pixels)
@@ -89,51 +86,6 @@ SAMPLE_IMAGE = "sample_{index:03d}.png"
 DEFAULT_SYNTHETIC_SAMPLES = 20
 
 Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-@dataclass
-class EvalSample:
-    """One rectified stereo pair with ground truth.
-
-    Attributes:
-        left, right: ``(H, W, 3)`` float32 RGB images in ``[0, 1]``.
-        disparity: ``(H, W)`` ground-truth left disparity in pixels; finite ``> 0`` = valid.
-        focal: rectified focal length in pixels (``None``: no depth metrics).
-        baseline: stereo baseline in metres (``None``: no depth metrics).
-        occlusion: optional ``(H, W)`` bool, True where the left pixel is occluded in the right view.
-        name: label used in reports.
-    """
-
-    left: np.ndarray
-    right: np.ndarray
-    disparity: np.ndarray
-    focal: float | None = None
-    baseline: float | None = None
-    occlusion: np.ndarray | None = None
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        for field_name in ("left", "right"):
-            image = getattr(self, field_name)
-            if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-                got = f"shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-                raise ValueError(f"EvalSample.{field_name}: expected an (H, W, 3) array, got {got}")
-        if self.right.shape != self.left.shape:
-            raise ValueError(f"EvalSample.right: expected shape {self.left.shape} like left, got {self.right.shape}")
-        size = self.left.shape[:2]
-        if not isinstance(self.disparity, np.ndarray) or self.disparity.shape != size:
-            d = self.disparity
-            got = f"shape {d.shape}" if isinstance(d, np.ndarray) else type(d).__name__
-            raise ValueError(f"EvalSample.disparity: expected an array of shape {size}, got {got}")
-        if self.occlusion is not None:
-            if not isinstance(self.occlusion, np.ndarray) or self.occlusion.shape != size:
-                raise ValueError(f"EvalSample.occlusion: expected a bool array of shape {size} or None")
-            self.occlusion = self.occlusion.astype(bool, copy=False)
-        if (self.focal is None) != (self.baseline is None):
-            raise ValueError(
-                f"EvalSample: expected both focal and baseline or neither, "
-                f"got focal={self.focal}, baseline={self.baseline}"
-            )
 
 
 # ---------------------------------------------------------------------------------------------- datasets
@@ -154,161 +106,6 @@ def synthetic_samples(
             occlusion=s.occlusion_left,
             name=f"{domain}_{seed}",
         )
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` float32 RGB in ``[0, 1]`` (grey is replicated, alpha dropped)."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"{path}: expected a readable image file, got nothing from OpenCV")
-    if image.dtype == np.uint8:
-        scale = 255.0
-    elif image.dtype == np.uint16:
-        scale = 65535.0
-    else:
-        raise ValueError(f"{path}: expected an 8- or 16-bit image, got dtype {image.dtype}")
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    elif image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    else:
-        raise ValueError(f"{path}: expected 1, 3 or 4 channels, got {image.shape[2]}")
-    return image.astype(np.float32) / scale
-
-
-def _read_pfm(path: Path) -> np.ndarray:
-    with open(path, "rb") as f:
-        header = f.readline().strip()
-        if header not in (b"Pf", b"PF"):
-            raise ValueError(f"{path}: expected a PFM file (header Pf or PF), got {header[:8]!r}")
-        dims = f.readline().split()
-        while not dims:  # tolerate blank lines
-            dims = f.readline().split()
-        width, height = int(dims[0]), int(dims[1])
-        scale = float(f.readline().strip())
-        channels = 3 if header == b"PF" else 1
-        data = np.fromfile(f, dtype="<f4" if scale < 0 else ">f4", count=width * height * channels)
-    if data.size != width * height * channels:
-        raise ValueError(f"{path}: expected {width * height * channels} floats, got {data.size}")
-    data = data.reshape(height, width, channels)[::-1, :, 0]  # PFM rows run bottom to top
-    return np.ascontiguousarray(data, dtype=np.float32)
-
-
-def read_disparity(path: str | Path) -> np.ndarray:
-    """Read ground-truth disparity as ``(H, W)`` float32 pixels with NaN where there is none.
-
-    ``.npy``: float array (non-finite or ``<= 0`` = invalid). ``.png``: 16-bit, value / 256, 0 =
-    invalid (KITTI). ``.pfm``: float (inf = invalid).
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        disparity = np.load(path, allow_pickle=False)
-        real = np.issubdtype(disparity.dtype, np.floating) or np.issubdtype(disparity.dtype, np.integer)
-        if disparity.ndim != 2 or not real:
-            raise ValueError(
-                f"{path}: expected an (H, W) float array, got shape {disparity.shape} dtype {disparity.dtype}"
-            )
-        disparity = disparity.astype(np.float32)
-    elif suffix == ".png":
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None or raw.dtype != np.uint16 or raw.ndim != 2:
-            got = "an unreadable file" if raw is None else f"dtype {raw.dtype}, shape {raw.shape}"
-            raise ValueError(f"{path}: expected a single-channel 16-bit PNG (disparity * 256), got {got}")
-        disparity = raw.astype(np.float32) / 256.0
-        disparity[raw == 0] = np.nan
-    elif suffix == ".pfm":
-        disparity = _read_pfm(path)
-    else:
-        raise ValueError(f"{path}: expected a .npy, .png or .pfm disparity file, got {suffix or 'no extension'}")
-    disparity[~gt_valid_mask(disparity)] = np.nan
-    return disparity
-
-
-def _find_by_stem(folder: Path, stem: str, extensions: Sequence[str], preferred: str | None = None) -> Path | None:
-    if preferred is not None and (folder / preferred).is_file():
-        return folder / preferred
-    for ext in extensions:
-        for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def load_folder_samples(path: str | Path, num_samples: int | None = None) -> Iterator[EvalSample]:
-    """Samples of a folder dataset (layout in the module docstring), loaded lazily in name order.
-
-    The layout (sub-folders, matching files, ``calib.json``) is checked before the first sample is
-    returned, so a broken dataset fails at once with a ``ValueError`` naming the missing file.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise ValueError(f"--path: expected a dataset directory, got {str(root)!r} (not a directory)")
-    for sub in ("left", "right", "disparity"):
-        if not (root / sub).is_dir():
-            raise ValueError(f"{root}: expected a sub-folder {sub}/ (left/, right/, disparity/), it is missing")
-    lefts = sorted(p for p in (root / "left").iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not lefts:
-        raise ValueError(f"{root / 'left'}: expected images ({', '.join(IMAGE_EXTENSIONS)}), found none")
-    if num_samples is not None:
-        lefts = lefts[: int(num_samples)]
-
-    calib: dict[str, Any] = {}
-    calib_path = root / "calib.json"
-    if calib_path.is_file():
-        try:
-            calib = json.loads(calib_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{calib_path}: expected JSON with focal and baseline, got a parse error: {exc}") from None
-        if not isinstance(calib, dict):
-            raise ValueError(
-                f"{calib_path}: expected a JSON object with focal and baseline, got {type(calib).__name__}"
-            )
-    per_sample = calib.get("samples", {}) if isinstance(calib.get("samples", {}), dict) else {}
-
-    entries = []
-    for left in lefts:
-        stem = left.stem
-        right = _find_by_stem(root / "right", stem, IMAGE_EXTENSIONS, preferred=left.name)
-        if right is None:
-            raise ValueError(f"{root / 'right'}: expected an image named like {left.name}, found none")
-        disparity = _find_by_stem(root / "disparity", stem, DISPARITY_EXTENSIONS)
-        if disparity is None:
-            raise ValueError(
-                f"{root / 'disparity'}: expected {stem}.npy, {stem}.png or {stem}.pfm for {left.name}, found none"
-            )
-        occlusion = _find_by_stem(root / "occlusion", stem, IMAGE_EXTENSIONS) if (root / "occlusion").is_dir() else None
-        cal = {**{k: calib[k] for k in ("focal", "baseline") if k in calib}, **per_sample.get(stem, {})}
-        focal, baseline = cal.get("focal"), cal.get("baseline")
-        for key, value in (("focal", focal), ("baseline", baseline)):
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{calib_path}: expected a positive number for {key} ({stem}), got {value!r}")
-        if (focal is None) != (baseline is None):
-            raise ValueError(
-                f"{calib_path}: expected both focal and baseline for {stem}, got focal={focal}, baseline={baseline}"
-            )
-        entries.append((stem, left, right, disparity, occlusion, focal, baseline))
-
-    def generate() -> Iterator[EvalSample]:
-        for stem, left, right, disparity, occlusion, focal, baseline in entries:
-            left_image, right_image, gt = read_image(left), read_image(right), read_disparity(disparity)
-            if right_image.shape != left_image.shape or gt.shape != left_image.shape[:2]:
-                raise ValueError(
-                    f"{stem}: expected equal sizes, got left {left_image.shape[:2]}, right {right_image.shape[:2]}, "
-                    f"disparity {gt.shape}"
-                )
-            occ = None
-            if occlusion is not None:
-                occ_image = cv2.imread(str(occlusion), cv2.IMREAD_GRAYSCALE)
-                if occ_image is None or occ_image.shape != gt.shape:
-                    raise ValueError(f"{occlusion}: expected a readable mask of size {gt.shape}")
-                occ = occ_image > 0
-            yield EvalSample(left_image, right_image, gt, None if focal is None else float(focal),
-                             None if baseline is None else float(baseline), occ, stem)
-
-    return generate()
 
 
 # ---------------------------------------------------------------------------------------------- visualisation
@@ -404,7 +201,10 @@ def _backend_names(backends: Sequence[Any]) -> list[str]:
 
 def _run_backend(backend: Backend, name: str, sample: EvalSample) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
-    pred = backend(sample.left, sample.right)
+    if isinstance(backend, SgbmBackend) and sample.max_disparity is not None:
+        pred = backend(sample.left, sample.right, max_disparity=sample.max_disparity)  # the scene's known range
+    else:
+        pred = backend(sample.left, sample.right)
     elapsed_ms = 1000.0 * (time.perf_counter() - start)
     if hasattr(pred, "detach"):  # a torch tensor
         pred = pred.detach().cpu().numpy()
@@ -428,6 +228,7 @@ def evaluate(
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
     disparity_bands: Sequence[float] | None = DISPARITY_BANDS,
+    per_scene: bool = False,
 ) -> dict[str, Any]:
     """Run every backend on every sample, compute the metrics and (optionally) write the reports.
 
@@ -442,11 +243,14 @@ def evaluate(
         exclude_occluded: leave out pixels that a sample's ``occlusion`` mask marks.
         min_depth, max_depth: depth range (metres) of the depth metrics (see core.metrics).
         save_images: write one visualisation PNG per sample.
-        warmup: run each backend once, untimed, on the first sample before timing it.
+        warmup: run each backend once, untimed, on the first sample before timing it (not the
+            backends whose ``warmup`` attribute is False: those that learn from what they see).
         progress: print one line per sample to stderr.
         metadata: extra JSON-friendly fields stored under ``"config"`` (dataset description, ...).
         disparity_bands: band edges in pixels for the per-disparity breakdown of every backend
             (:func:`~stereo_depth_ros.core.metrics.evaluate_by_disparity`); ``None`` or empty skips it.
+        per_scene: put the per-scene table (bad-2 of every method on every sample, and the median
+            over samples) first in the Markdown: the real-scene yardstick.
 
     Returns:
         The report: ``{"config", "methods", "summary", "samples", "backends", "table"}``;
@@ -454,7 +258,11 @@ def evaluate(
         ``runtime_ms`` (mean and median over frames; an ``@reference`` row repeats its backend's).
         ``by_disparity`` (with ``disparity_bands``): ``{"edges", "bands": {backend: [per band:
         ``share`` (% of evaluated pixels) plus the evaluation's dict]}}``.
-        Metrics are pixel-weighted aggregates over all samples. ``table`` is the Markdown summary.
+        Metrics are pixel-weighted aggregates over all samples. ``median[method]``: the median over
+        samples of bad-1/2/3, EPE and density over all GT pixels, and of bad-2 / EPE over the
+        non-occluded pixels of the samples that have an occlusion mask (``nocc_*``, with
+        ``nocc_samples``). Every sample report holds ``metrics`` and, with an occlusion mask,
+        ``metrics_nocc``. ``table`` is the Markdown summary.
 
     Raises:
         ValueError: no backends, a sample that is not an :class:`EvalSample`, or a backend
@@ -500,7 +308,7 @@ def evaluate(
                     except (TypeError, ValueError):
                         info["metadata"] = str(meta)
                 backend_info[name] = info
-                if warmup:
+                if warmup and getattr(backend, "warmup", True):
                     _run_backend(backend, name, sample)
         predictions: dict[str, np.ndarray] = {}
         sample_times: dict[str, float] = {}
@@ -523,6 +331,10 @@ def evaluate(
                         predictions[name], sample.disparity, mask=ref_mask, **kwargs)
         for m in methods:
             per_method[m].append(evals[m])
+        nocc: dict[str, DisparityEvaluation] = {}
+        if sample.occlusion is not None and not exclude_occluded:
+            for name in names:
+                nocc[name] = evaluate_disparity(predictions[name], sample.disparity, mask=~sample.occlusion, **kwargs)
         if edges:
             for name in names:
                 per_band[name].append(evaluate_by_disparity(predictions[name], sample.disparity, edges,
@@ -544,6 +356,7 @@ def evaluate(
             "image": image_name,
             "runtime_ms": sample_times,
             "metrics": {m: evals[m].to_dict(include_sums=True) for m in methods},
+            **({"metrics_nocc": {n: e.to_dict() for n, e in nocc.items()}} if nocc else {}),
         })
         if progress:
             parts = [f"{n} EPE {evals[n].all.epe:.2f} px, D1 {evals[n].all.d1_all:.1f}%, "
@@ -577,6 +390,8 @@ def evaluate(
         "methods": methods,
         "num_samples": len(sample_reports),
         "summary": summary,
+        "median": _medians(sample_reports, names),
+        "per_scene": per_scene,
         "samples": sample_reports,
     }
     if edges:
@@ -596,6 +411,45 @@ def evaluate(
     return report
 
 
+def _medians(sample_reports: list[dict[str, Any]], names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per backend, the median over samples of the headline metrics (see :func:`evaluate`)."""
+    def median(values: list[float]) -> float:
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        return float(statistics.median(values)) if values else math.nan
+
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        rows = [r["metrics"][name] for r in sample_reports]
+        nocc = [r["metrics_nocc"][name] for r in sample_reports if name in r.get("metrics_nocc", {})]
+        entry = {key: median([row["all"][key] for row in rows]) for key in ("bad1", "bad2", "bad3", "epe")}
+        entry["density"] = median([row["density"] for row in rows])
+        entry["nocc_bad2"] = median([row["all"]["bad2"] for row in nocc])
+        entry["nocc_epe"] = median([row["all"]["epe"] for row in nocc])
+        entry["nocc_samples"] = len(nocc)
+        out[name] = entry
+    return out
+
+
+def scene_table(report: dict[str, Any]) -> str:
+    """Markdown: bad-2 (all GT pixels, holes as errors) of every backend on every sample, the
+    median over samples, then the medians of the other headline metrics per backend."""
+    names = [m for m in report["methods"] if "@" not in m]
+    lines = ["| scene | " + " | ".join(f"{n} bad-2 %" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for r in report["samples"]:
+        lines.append(f"| {r['name']} | " + " | ".join(_fmt(r["metrics"][n]["all"]["bad2"], 1) for n in names) + " |")
+    medians = report["median"]
+    lines.append("| **median** | " + " | ".join(f"**{_fmt(medians[n]['bad2'], 1)}**" for n in names) + " |")
+    lines += ["", "| method | median bad-1 % | median bad-2 % | median bad-3 % | median EPE px | median density % | "
+              "median bad-2 % non-occluded | median EPE px non-occluded |", "|---|---|---|---|---|---|---|---|"]
+    for n in names:
+        m = medians[n]
+        nocc = f" ({m['nocc_samples']} scenes)" if m["nocc_samples"] and m["nocc_samples"] != report["num_samples"] else ""
+        lines.append(f"| {n} | {_fmt(m['bad1'], 1)} | {_fmt(m['bad2'], 1)} | {_fmt(m['bad3'], 1)} | {_fmt(m['epe'], 2)} | "
+                     f"{_fmt(m['density'], 1)} | {_fmt(m['nocc_bad2'], 1)}{nocc} | {_fmt(m['nocc_epe'], 2)} |")
+    lines += ["", "All GT pixels, holes and untrusted pixels counted as errors; medians over scenes.", ""]
+    return "\n".join(lines)
+
+
 def _fmt(value: Any, digits: int) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -603,8 +457,10 @@ def _fmt(value: Any, digits: int) -> str:
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    """The summary of an :func:`evaluate` report as a Markdown table (methods as rows) plus notes."""
+    """The summary of an :func:`evaluate` report as a Markdown table (methods as rows) plus notes;
+    with ``per_scene``, :func:`scene_table` first."""
     config = report.get("config", {})
+    prefix = scene_table(report) + "\nPixel-weighted over all scenes:\n\n" if report.get("per_scene") else ""
     reference = config.get("reference")
     header = ("| Method | Pixels | EPE (px) | bad-1 (%) | bad-2 (%) | bad-3 (%) | D1-all (%) | Density (%) | "
               "AbsRel | RMSE (m) | δ<1.25 (%) | Runtime (ms/frame) |")
@@ -656,10 +512,31 @@ def markdown_table(report: dict[str, Any]) -> str:
                           _fmt(b["density"], 1)]
             band_lines.append("| " + " | ".join(cells) + " |")
         notes += band_lines + [""]
-    return "\n".join(lines + notes)
+    return prefix + "\n".join(lines + notes)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
+DATASETS = ("auto", "synthetic", "middlebury", "kitti", "folder")
+
+
+def _adapt_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> AdaptationConfig field values (typed like the field's default)."""
+    from ..core.adaptation import AdaptationConfig
+
+    defaults = AdaptationConfig().__dict__
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in defaults:
+            raise ValueError(f"--adapt-set: expected KEY=VALUE with KEY one of {sorted(defaults)}, got {item!r}")
+        kind = type(defaults[key])
+        try:
+            out[key] = (text.lower() in ("1", "true", "yes")) if kind is bool else kind(text)
+        except ValueError:
+            raise ValueError(f"--adapt-set {key}: expected a {kind.__name__}, got {text!r}") from None
+    return out
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see the module docstring)."""
     p = argparse.ArgumentParser(
@@ -667,11 +544,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Evaluate the network and OpenCV SGBM against ground truth, side by side.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--dataset", choices=("synthetic", "folder"), default="synthetic", help="data source")
-    p.add_argument("--path", type=Path, default=None, help="dataset folder (--dataset folder)")
+    p.add_argument("--dataset", choices=DATASETS, default="auto",
+                   help="data source: auto = synthetic without --path, else each path's detected layout")
+    p.add_argument("--path", nargs="+", default=None, metavar="PATH",
+                   help="dataset folders (scene, split, or a folder of them) and/or built-in scene names "
+                        "(motorcycle)")
     p.add_argument("--num-samples", type=int, default=None,
                    help=f"samples of the synthetic test split (default {DEFAULT_SYNTHETIC_SAMPLES}); "
-                        "for a folder, at most this many (default all)")
+                        "for real data, at most this many (default all)")
     p.add_argument("--width", type=int, default=640, help="synthetic image width (px)")
     p.add_argument("--height", type=int, default=480, help="synthetic image height (px)")
     p.add_argument("--domain", default="indoor", help="synthetic domain (indoor = training domain, outdoor = unseen)")
@@ -679,8 +559,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="network: the network and SGBM side by side; sgbm: SGBM only")
     p.add_argument("--weights", default=None, help="network weights (.safetensors); default: the shipped weights")
     p.add_argument("--device", default="cpu", help="torch device of the network")
+    p.add_argument("--inference-scale", type=float, default=1.0,
+                   help="run the network (and adaptation) at this fraction of each image's size")
+    p.add_argument("--adapt-steps", type=int, default=0,
+                   help="also adapt the network N steps on each scene (test-time adaptation): 'adapted' "
+                        "(default settings) and 'adapted_photometric' (no proxy labels)")
+    p.add_argument("--continual", action="store_true",
+                   help="with --adapt-steps: one adapter carried through the scenes in order, then every "
+                        "scene re-evaluated with its final weights")
+    p.add_argument("--adapt-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="adaptation settings of the adapting arms (AdaptationConfig fields)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the adaptation's block sampling (mad mode)")
     p.add_argument("--max-disparity", type=float, default=None,
-                   help="SGBM search range (px); default 192 * width / 640")
+                   help="SGBM search range (px); default: each scene's known range, else 192 * width / 640")
     p.add_argument("--sgbm-mode", choices=sorted(SGBM_MODES), default="sgbm_3way", help="OpenCV SGBM mode")
     p.add_argument("--exclude-occluded", action="store_true", help="leave occluded pixels out (KITTI 'noc')")
     p.add_argument("--max-depth", type=float, default=80.0, help="depth metrics range limit (m); holes count as this")
@@ -691,12 +582,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.num_samples is not None and args.num_samples <= 0:
         p.error(f"--num-samples: expected a positive integer, got {args.num_samples}")
+    if args.dataset == "auto":
+        args.dataset = "synthetic" if args.path is None else "real"
+    if args.dataset == "synthetic" and args.path is not None:
+        p.error("--dataset synthetic: takes no --path")
+    if args.dataset not in ("synthetic", "real") and args.path is None:
+        p.error(f"--dataset {args.dataset}: expected --path DIR")
     if args.num_samples is None and args.dataset == "synthetic":
         args.num_samples = DEFAULT_SYNTHETIC_SAMPLES
     if args.width < 32 or args.height < 32:
         p.error(f"--width/--height: expected at least 32 px, got {args.width}x{args.height}")
-    if args.dataset == "folder" and args.path is None:
-        p.error("--dataset folder: expected --path DIR")
+    if not 0.0 < args.inference_scale <= 1.0:
+        p.error(f"--inference-scale: expected a fraction in (0, 1], got {args.inference_scale}")
+    if args.adapt_steps < 0:
+        p.error(f"--adapt-steps: expected an integer >= 0, got {args.adapt_steps}")
+    if (args.continual or args.adapt_set) and not args.adapt_steps:
+        p.error("--continual and --adapt-set: expected --adapt-steps N as well")
+    if args.adapt_steps and args.backend != "network":
+        p.error("--adapt-steps: adapts the network, expected --backend network")
+    try:
+        args.adapt_overrides = _adapt_overrides(args.adapt_set)
+    except ValueError as exc:
+        p.error(str(exc))
     if args.disparity_bands:
         try:
             band_edges(args.disparity_bands)
@@ -707,39 +614,91 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _samples(args: argparse.Namespace) -> tuple[list[EvalSample] | Iterable[EvalSample], str]:
+    """The samples and a description of the data set (real data are loaded into a list: the
+    continual arm evaluates them twice)."""
+    from ..core.datasets import detect_layout, load_scenes
+
+    if args.dataset == "synthetic":
+        return (synthetic_samples(args.num_samples, args.width, args.height, args.domain),
+                f"synthetic {args.domain} test split, {args.width}x{args.height}")
+    if args.dataset != "real":
+        for path in args.path:
+            layout = detect_layout(path) if Path(path).is_dir() else "built-in"
+            if layout != args.dataset:
+                raise ValueError(f"{path}: expected a {args.dataset} dataset (--dataset), detected {layout}")
+    samples = load_scenes(args.path, args.num_samples)
+    if args.continual:
+        samples = list(samples)
+    return samples, "real: " + ", ".join(str(p) for p in args.path)
+
+
+def _backends(args: argparse.Namespace) -> list[Any]:
+    from ..core.test_time import AdaptingBackend, NetworkBackend
+
+    backends: list[Any] = []
+    if args.backend == "network":
+        from dataclasses import replace
+
+        from ..core.adaptation import AdaptationConfig
+        from ..core.network.weights import load_model
+
+        model, meta = load_model(args.weights, args.device)
+        backends.append(NetworkBackend(model, args.device, args.inference_scale, metadata=meta))
+        if args.adapt_steps:
+            config = replace(AdaptationConfig(), **args.adapt_overrides)
+            arms = [("adapted", config, False), ("adapted_photometric", replace(config, proxy="none"), False)]
+            if args.continual:
+                arms.append(("continual", config, True))
+            for name, arm_config, continual in arms:
+                backend = AdaptingBackend(model, arm_config, args.adapt_steps, continual, args.device,
+                                          args.inference_scale, name, progress=True, seed=args.seed)
+                backend.warmup = False  # it learns from what it sees: no untimed extra pass
+                backends.append(backend)
+    backends.append(SgbmBackend(max_disparity=args.max_disparity, mode=args.sgbm_mode))
+    return backends
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     args = parse_args(argv)
-    backends: list[Any] = []
-    if args.backend == "network":
-        try:
-            from ..core.network.estimator import StereoEstimator
-
-            backends.append(StereoEstimator.from_weights(args.weights, device=args.device))
-        except (ImportError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: WeightsError
-            print(f"[evaluate] error: cannot load the network ({exc}); use --backend sgbm to evaluate SGBM alone",
-                  file=sys.stderr)
-            return 1
-    backends.append(SgbmBackend(max_disparity=args.max_disparity, mode=args.sgbm_mode))
-
     try:
-        if args.dataset == "synthetic":
-            samples: Iterable[EvalSample] = synthetic_samples(args.num_samples, args.width, args.height, args.domain)
-            dataset = f"synthetic {args.domain} test split, {args.width}x{args.height}"
-        else:
-            samples = load_folder_samples(args.path, args.num_samples)
-            dataset = f"folder {args.path}"
-        report = evaluate(
-            backends, samples, args.output,
-            exclude_occluded=args.exclude_occluded, max_depth=args.max_depth, save_images=not args.no_images,
-            disparity_bands=args.disparity_bands,
-            metadata={"dataset": dataset, "argv": list(argv) if argv is not None else sys.argv[1:],
-                      "weights": args.weights if args.backend == "network" else None},
-        )
+        backends = _backends(args)
+    except (ImportError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: WeightsError
+        print(f"[evaluate] error: cannot load the network ({exc}); use --backend sgbm to evaluate SGBM alone",
+              file=sys.stderr)
+        return 1
+    try:
+        samples, dataset = _samples(args)
+        common = dict(exclude_occluded=args.exclude_occluded, max_depth=args.max_depth, save_images=not args.no_images,
+                      disparity_bands=args.disparity_bands, per_scene=args.dataset != "synthetic")
+        metadata = {"dataset": dataset, "argv": list(argv) if argv is not None else sys.argv[1:],
+                    "weights": args.weights if args.backend == "network" else None,
+                    "inference_scale": args.inference_scale, "adapt_steps": args.adapt_steps}
+        report = evaluate(backends, samples, args.output, metadata=metadata, **common)
+        table = report["table"]
+        adapting = [b for b in backends if hasattr(b, "history")]
+        if adapting:
+            report["adaptation"] = {b.name: b.history for b in adapting}
+        continual = next((b for b in adapting if b.continual), None)
+        if continual is not None:
+            from ..core.test_time import NetworkBackend
+
+            final = NetworkBackend(continual.model, args.device, args.inference_scale, name="continual_final")
+            again = evaluate([backends[0], final], samples, args.output / "continual_final",
+                             metadata={**metadata, "pass": "every scene with the continual arm's final weights"},
+                             **{**common, "disparity_bands": None})
+            report["continual_final"] = {"median": again["median"],
+                                         "samples": [{"name": r["name"], "metrics": r["metrics"]} for r in again["samples"]]}
+            table += ("\nAfter the continual pass, every scene again with its final weights (forgetting):\n\n"
+                      + scene_table(again))
+        report["table"] = table
+        (args.output / "metrics.json").write_text(json.dumps(_finite_or_none(report), indent=2, default=str))
+        (args.output / "metrics.md").write_text(table)
     except ValueError as exc:
         print(f"[evaluate] error: {exc}", file=sys.stderr)
         return 1
-    print(report["table"])
+    print(table)
     print(f"[evaluate] wrote {args.output / 'metrics.json'}, {args.output / 'metrics.md'} and "
           f"{report['num_samples'] if not args.no_images else 0} sample images", file=sys.stderr)
     return 0
