@@ -1,6 +1,7 @@
 import logging
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def test_none_mode_and_adapt_every(frames):
 
 
 def test_full_updates_everything_and_mad_one_block(frames):
-    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5))
+    adapter = fresh(AdaptationConfig(mode="full", learning_rate=1e-5, proxy="none"))
     before = params_of(adapter.model)
     result = adapter.step(*frames[0][:2])
     assert result.status == "adapted" and result.block == "all" and math.isfinite(result.loss)
@@ -132,11 +133,12 @@ def test_non_finite_and_few_valid_frames_are_skipped(frames):
 
 
 def test_injected_divergence_is_rolled_back_within_ten_frames(frames):
-    config = AdaptationConfig(mode="full", learning_rate=1e-5, warmup_steps=3, snapshot_every=2)
+    """The shipped defaults (full mode, SGBM proxy), then the learning rate x1000."""
+    config = replace(AdaptationConfig(), warmup_steps=3, snapshot_every=2)
     adapter = fresh(config)
     for left, right, _ in frames[:6]:
         assert adapter.step(left, right).status == "adapted"
-    adapter.set_config(AdaptationConfig(**{**config.__dict__, "learning_rate": 1e-2}))  # x1000
+    adapter.set_config(replace(config, learning_rate=1000 * config.learning_rate))
     statuses = [adapter.step(left, right).status for left, right, _ in frames[6:16]]
     # Detected and rolled back within 10 frames of the first bad update.
     assert "rolled_back" in statuses and adapter.rollbacks >= 1
@@ -221,3 +223,34 @@ def test_worker_adapts_newest_frame_and_swaps_weights_atomically(frames):
     finally:
         worker.stop()
     assert not worker._thread.is_alive()
+
+
+def test_a_new_scene_restarts_the_statistics_instead_of_rolling_back_forever(frames):
+    """Continual adaptation into another scene (another domain, four times the loss): the jump
+    rolls back once; the restored weights show the same high loss (the data changed, not the
+    weights), so the statistics restart and adaptation carries on in the new scene."""
+    from stereo_depth_ros.core.synthetic import generate_sample
+
+    adapter = fresh(replace(AdaptationConfig(), warmup_steps=3))
+    for _ in range(6):
+        assert adapter.step(*frames[0][:2]).status == "adapted"
+    other = generate_sample(5, W, H, "outdoor")
+    left, right = image_to_tensor(other.left), image_to_tensor(other.right)
+    assert adapter.step(left, right).status == "rolled_back" and adapter.rebaselines == 0
+    statuses = [adapter.step(left, right).status for _ in range(4)]
+    assert statuses == ["adapted"] * 4 and adapter.rebaselines == 1 and adapter.rollbacks == 1
+
+
+def test_replay_memory_rehearses_past_frames(frames):
+    """With a replay memory every step also minimises the loss of a remembered frame (reservoir
+    of at most ``replay_memory`` frames, offered every ``replay_every`` steps); reset forgets them."""
+    adapter = fresh(replace(AdaptationConfig(), replay_memory=2, replay_every=1))
+    results = [adapter.step(*f[:2]) for f in frames[:5]]
+    assert all(r.status == "adapted" for r in results)
+    assert "replay" not in results[0].terms and all(r.terms["replay"] > 0 for r in results[1:])
+    assert len(adapter._memory) == 2 and adapter._offered == 5
+    assert all(labels is not None and labels.valid.any() for _, _, labels in adapter._memory)
+    adapter.reset()
+    assert not adapter._memory and "replay" not in adapter.step(*frames[0][:2]).terms
+    with pytest.raises(ValueError, match="replay_memory"):
+        AdaptationConfig(replay_memory=-1)

@@ -1,0 +1,76 @@
+"""The self-supervised stereo loss shared by online adaptation and training on unlabeled recordings.
+
+    photometric_weight * photometric (0.85 (1-SSIM)/2 + 0.15 L1, or census; auto-masked)
+    + smoothness_weight * edge-aware smoothness (mean-normalised disparity)
+    + proxy_weight * truncated L1 to proxy labels (OpenCV SGBM's confident pixels, background-filled holes)
+
+No ground truth anywhere: the right image re-sampled into the left view through the predicted
+disparity (``grid_sample``) should reproduce the left image, and where SGBM is confident its
+disparity is a label (:mod:`.proxy`). :class:`~.adaptation.OnlineAdapter` adds its left-right and
+multi-scale options around this; ``stereo_depth_train --unlabeled`` uses it as it is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from .checks import check_same_batch_and_size, check_tensor
+from .losses import census_error, edge_aware_smoothness, masked_mean, photometric_error
+from .proxy import ProxyLabels, proxy_loss
+from .warping import warp_right_to_left
+
+if TYPE_CHECKING:
+    from .adaptation import AdaptationConfig
+
+__all__ = ["self_supervised_loss"]
+
+
+def self_supervised_loss(
+    disparity: torch.Tensor, left: torch.Tensor, right: torch.Tensor, config: "AdaptationConfig",
+    labels: ProxyLabels | None = None,
+) -> tuple[torch.Tensor, dict[str, float], float]:
+    """The loss of a predicted left disparity, with its terms.
+
+    Args:
+        disparity: ``(B, 1, H, W)`` predicted left disparity in pixels (with gradient).
+        left, right: ``(B, 3, H, W)`` rectified images in ``[0, 1]``.
+        config: the weights and options (``photometric_weight``, ``smoothness_weight``,
+            ``image_loss``, ``automask``, ``proxy``, ``proxy_weight``, ``proxy_truncation``,
+            ``proxy_fill_weight``).
+        labels: the proxy labels of the pair; required unless ``config.proxy == "none"``.
+
+    Returns:
+        ``(loss, terms, valid_fraction)``: ``terms`` holds ``photometric``, ``smoothness`` and, with a
+        proxy, ``proxy``, ``proxy_density`` and ``proxy_agreement``; ``valid_fraction`` is the share
+        of pixels in the photometric term (auto-masking).
+    """
+    check_tensor(disparity, "disparity", ("B", 1, "H", "W"))
+    check_tensor(left, "left", ("B", 3, "H", "W"))
+    check_same_batch_and_size(disparity, "disparity", left, "left")
+    check_same_batch_and_size(left, "left", right, "right")
+    c = config
+    # Every pixel enters the photometric term (border padding for samples outside the right
+    # image): averaging over in-view pixels only lets the network lower the loss by pushing
+    # disparities out of view, which is how full adaptation diverged in our first runs.
+    image_error = census_error if c.image_loss == "census" else photometric_error
+    recon, _ = warp_right_to_left(right, disparity, padding_mode="border")
+    error = image_error(recon, left)
+    mask = torch.ones_like(error, dtype=torch.bool)
+    if c.automask:
+        with torch.no_grad():
+            identity = image_error(right, left)
+        mask = error.detach() < identity
+    valid_fraction = float(mask.float().mean())
+    photo = masked_mean(error, mask)
+    smooth = edge_aware_smoothness(disparity, left).mean()
+    loss = c.photometric_weight * photo + c.smoothness_weight * smooth
+    terms = {"photometric": float(photo.detach()), "smoothness": float(smooth.detach())}
+    if c.proxy != "none":
+        if labels is None:
+            raise ValueError(f"labels: expected proxy labels with proxy={c.proxy!r}, got None")
+        proxy, stats = proxy_loss(disparity, labels, c.proxy_truncation, c.proxy_fill_weight)
+        loss = loss + c.proxy_weight * proxy
+        terms.update(proxy=float(proxy.detach()), proxy_density=stats["density"], proxy_agreement=stats["agreement"])
+    return loss, terms, valid_fraction

@@ -1,0 +1,151 @@
+"""Test-time adaptation on still pairs: the yardstick of online adaptation on real scenes.
+
+Two disparity backends with the ``(left, right) -> (H, W) disparity`` interface of the evaluation
+tool (numpy ``(H, W, 3)`` float images in ``[0, 1]`` in, pixels out):
+
+* :class:`NetworkBackend`: the network as it is (frozen), at an optional inference scale;
+* :class:`AdaptingBackend`: adapts the network with :class:`~.adaptation.OnlineAdapter` for
+  ``steps`` steps on the pair it is given, then predicts it. Per scene (``continual=False``)
+  every pair starts from the same initial weights; ``continual=True`` carries one adapter (and
+  its weights) from pair to pair, in order, as a robot would through changing scenes.
+
+Adaptation runs at the size the network predicts at (the inference scale), like the node.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .adaptation import AdaptationConfig, OnlineAdapter
+from .network.estimator import image_to_tensor, prepare_for_inference
+from .network.model import StereoNet
+from .pipeline import predict_left, resize_images, scaled_size
+
+__all__ = ["NetworkBackend", "AdaptingBackend"]
+
+
+def _pair(left: np.ndarray, right: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    lt, rt = image_to_tensor(left, device), image_to_tensor(right, device)
+    if lt.shape != rt.shape:
+        raise ValueError(f"left/right: expected equal sizes, got {tuple(left.shape)} and {tuple(right.shape)}")
+    return lt, rt
+
+
+class NetworkBackend:
+    """The network on numpy pairs, run at ``inference_scale`` of each pair's size.
+
+    Args:
+        model: the network (a private inference copy is made).
+        device: torch device.
+        inference_scale: network input size as a fraction of the image size, in ``(0, 1]``.
+        name: the backend's name in reports.
+        metadata: weights metadata shown in reports.
+    """
+
+    def __init__(self, model: StereoNet, device: str | torch.device = "cpu", inference_scale: float = 1.0,
+                 name: str = "network", metadata: dict[str, Any] | None = None) -> None:
+        scaled_size(64, 64, inference_scale)  # checks the scale
+        self.device = torch.device(device)
+        self.model = prepare_for_inference(copy.deepcopy(model), self.device)
+        self.inference_scale = float(inference_scale)
+        self.name = name
+        self.metadata = metadata or {}
+
+    def size_for(self, height: int, width: int) -> tuple[int, int] | None:
+        return None if self.inference_scale == 1.0 else scaled_size(height, width, self.inference_scale)
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` images -> ``(H, W)`` float32 disparity in pixels at the image size."""
+        lt, rt = _pair(left, right, self.device)
+        return predict_left(self.model, lt, rt, self.size_for(*lt.shape[-2:]))[0, 0].float().cpu().numpy()
+
+
+class AdaptingBackend:
+    """Adapts the network on each pair it is given, then predicts the pair.
+
+    Args:
+        model: the initial network (copied; the argument is never changed).
+        config: adaptation settings (their ``mode`` must not be ``"none"``).
+        steps: adaptation steps per pair (> 0).
+        continual: carry the adapted weights from pair to pair instead of restarting each pair
+            from the initial weights.
+        device: torch device.
+        inference_scale: as :class:`NetworkBackend`; adaptation runs at that size too.
+        name: the backend's name in reports.
+        progress: show a progress bar of the steps on stderr.
+        seed: seed of the MAD block sampling.
+
+    Attributes:
+        history: one dict per pair: ``steps``, ``statuses`` (count per step status), ``rollbacks``,
+            ``loss_first`` / ``loss_last``, ``proxy_density`` / ``proxy_agreement`` of the last step,
+            ``seconds`` and ``ms_per_step``.
+    """
+
+    def __init__(self, model: StereoNet, config: AdaptationConfig, steps: int, continual: bool = False,
+                 device: str | torch.device = "cpu", inference_scale: float = 1.0, name: str = "adapted",
+                 progress: bool = False, seed: int = 0) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+        if config.mode == "none":
+            raise ValueError("config.mode: expected 'full' or 'mad' for an adapting backend, got 'none'")
+        scaled_size(64, 64, inference_scale)
+        self.device = torch.device(device)
+        self._initial = copy.deepcopy(model).to(self.device)
+        self.config = config
+        self.steps = steps
+        self.continual = continual
+        self.inference_scale = float(inference_scale)
+        self.name = name
+        self.progress = progress
+        self.seed = seed
+        self.adapter: OnlineAdapter | None = None
+        self.history: list[dict[str, Any]] = []
+        self.metadata = {"adaptation": dict(config.__dict__), "steps": steps, "continual": continual}
+
+    @property
+    def model(self) -> StereoNet:
+        """The current adapted network (the initial one before the first pair)."""
+        return self.adapter.model if self.adapter is not None else self._initial
+
+    def _adapt(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, Any]:
+        if self.adapter is None or not self.continual:
+            self.adapter = OnlineAdapter(copy.deepcopy(self._initial), self.config, seed=self.seed)
+        adapter = self.adapter
+        rollbacks_before = adapter.rollbacks
+        statuses: dict[str, int] = {}
+        losses: list[float] = []
+        steps = range(self.steps)
+        if self.progress:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc=f"{self.name} steps", unit="step", leave=False, file=sys.stderr)
+        start = time.perf_counter()
+        for _ in steps:
+            result = adapter.step(left, right)
+            statuses[result.status] = statuses.get(result.status, 0) + 1
+            losses.append(result.loss)
+        seconds = time.perf_counter() - start
+        terms = adapter.last.terms
+        return {"steps": self.steps, "statuses": statuses, "rollbacks": adapter.rollbacks - rollbacks_before,
+                "loss_first": losses[0], "loss_last": losses[-1], "proxy_density": terms.get("proxy_density"),
+                "proxy_agreement": terms.get("proxy_agreement"), "seconds": seconds,
+                "ms_per_step": 1000.0 * seconds / self.steps}
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Adapt on the pair, then return its ``(H, W)`` float32 disparity in pixels."""
+        lt, rt = _pair(left, right, self.device)
+        size = None if self.inference_scale == 1.0 else scaled_size(*lt.shape[-2:], self.inference_scale)
+        self.history.append(self._adapt(resize_images(lt, size), resize_images(rt, size)))
+        model = self.adapter.model
+        was_training = model.training
+        model.eval()
+        try:
+            return predict_left(model, lt, rt, size)[0, 0].float().cpu().numpy()
+        finally:
+            model.train(was_training)
