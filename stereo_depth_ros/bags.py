@@ -10,9 +10,10 @@ one received.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
@@ -21,8 +22,13 @@ from rosbags.typesys import Stores, get_typestore
 from .core.camera import StereoCamera
 from .core.synthetic import StereoSample, generate_sequence
 
-__all__ = ["BagError", "StereoTopics", "BagFrame", "write_synthetic_bag", "write_samples", "read_stereo_bag",
-           "raw_messages", "write_raw"]
+if TYPE_CHECKING:
+    from .core.datasets import EvalSample
+    from .core.unlabeled import UnlabeledFrame
+
+__all__ = ["BagError", "StereoTopics", "BagFrame", "CameraFrame", "write_frames", "write_synthetic_bag", "write_samples",
+           "scene_camera", "scene_frames", "pair_folder_frames", "read_stereo_bag", "raw_messages", "write_raw",
+           "unlabeled_frames_from_bag"]
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 _T = TYPESTORE.types
@@ -104,16 +110,39 @@ def image_array(msg: object) -> np.ndarray:
     return out[..., 0] if enc.channels == 1 else out
 
 
-def write_samples(
+@dataclass
+class CameraFrame:
+    """One stereo frame to write: the rig, both images and optional ground truth.
+
+    Attributes:
+        camera: the rectified rig at the images' size (its ``cx_right`` gives the right P matrix).
+        left, right: ``(H, W, 3)`` float32 RGB in ``[0, 1]``.
+        depth: ``(H, W)`` float32 ground-truth depth of the left view in metres (NaN = unknown), or None.
+    """
+
+    camera: StereoCamera
+    left: np.ndarray
+    right: np.ndarray
+    depth: np.ndarray | None = None
+
+
+def write_frames(
     path: str | Path,
-    samples: "Iterator[StereoSample] | list[StereoSample]",
+    frames: "Iterable[CameraFrame]",
     rate_hz: float = 10.0,
     storage: str = "mcap",
     topics: StereoTopics = StereoTopics(),
     start_ns: int = 1_700_000_000_000_000_000,
     frame_id: str = "left_optical_frame",
+    stamps_ns: "Sequence[int] | None" = None,
 ) -> Path:
-    """Write stereo samples as a rosbag2 at ``rate_hz`` (message time = header stamp)."""
+    """Write stereo frames as a rosbag2 at ``rate_hz`` (message time = header stamp): rgb8 images,
+    camera_info (plumb_bob, identity R, P from the rig) and, where given, 32FC1 ground-truth depth.
+    ``stamps_ns``: each frame's stamp instead of ``start_ns`` + index / ``rate_hz`` (a recording's own).
+
+    The bag is written into a temporary folder next to ``path`` and renamed at the end, so a failure
+    (a bad frame, a full disk) leaves no partial bag behind.
+    """
     if rate_hz <= 0:
         raise ValueError(f"rate_hz: expected a positive rate, got {rate_hz}")
     if storage not in ("mcap", "sqlite3"):
@@ -123,28 +152,87 @@ def write_samples(
         raise ValueError(f"path: {path} already exists (rosbag2 writes a new folder)")
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     period = int(round(1e9 / rate_hz))
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
-        conns = {
-            "left_image": writer.add_connection(topics.left_image, IMAGE, typestore=TYPESTORE),
-            "right_image": writer.add_connection(topics.right_image, IMAGE, typestore=TYPESTORE),
-            "left_info": writer.add_connection(topics.left_info, CAMERA_INFO, typestore=TYPESTORE),
-            "right_info": writer.add_connection(topics.right_info, CAMERA_INFO, typestore=TYPESTORE),
-            "ground_truth_depth": writer.add_connection(topics.ground_truth_depth, IMAGE, typestore=TYPESTORE),
-        }
-        for index, sample in enumerate(samples):
-            stamp = start_ns + index * period
-            camera = StereoCamera.from_intrinsics(sample.width, sample.height, sample.focal, sample.baseline, sample.cx, sample.cy)
-            to8 = lambda im: np.clip(np.round(im * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
-            msgs = {
-                "left_info": _camera_info(camera, False, stamp, frame_id),
-                "right_info": _camera_info(camera, True, stamp, frame_id.replace("left", "right")),
-                "left_image": _image(to8(sample.left), "rgb8", stamp, frame_id),
-                "right_image": _image(to8(sample.right), "rgb8", stamp, frame_id.replace("left", "right")),
-                "ground_truth_depth": _image(sample.depth_left.astype(np.float32), "32FC1", stamp, frame_id),
-            }
-            for key, msg in msgs.items():
+    partial = path.with_name(f".{path.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    to8 = lambda im: np.clip(np.round(im * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
+    right_id = frame_id.replace("left", "right") if "left" in frame_id else f"{frame_id}_right"
+    try:
+        with Writer(partial, version=9, storage_plugin=plugin) as writer:
+            conns: dict[str, object] = {}
+
+            def write(key: str, topic: str, msgtype: str, stamp: int, msg: object) -> None:
+                if key not in conns:
+                    conns[key] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
                 writer.write(conns[key], stamp, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+
+            for index, frame in enumerate(frames):
+                if stamps_ns is not None:
+                    if index >= len(stamps_ns):
+                        raise ValueError(f"stamps_ns: expected a stamp for every frame, got {len(stamps_ns)}")
+                    stamp = int(stamps_ns[index])
+                else:
+                    stamp = start_ns + index * period
+                if frame.left.shape != frame.right.shape or frame.left.shape[:2] != (frame.camera.height, frame.camera.width):
+                    raise ValueError(f"frame {index}: expected left, right and camera of one size, got "
+                                     f"{frame.left.shape}, {frame.right.shape}, {frame.camera.width}x{frame.camera.height}")
+                write("left_info", topics.left_info, CAMERA_INFO, stamp, _camera_info(frame.camera, False, stamp, frame_id))
+                write("right_info", topics.right_info, CAMERA_INFO, stamp, _camera_info(frame.camera, True, stamp, right_id))
+                write("left_image", topics.left_image, IMAGE, stamp, _image(to8(frame.left), "rgb8", stamp, frame_id))
+                write("right_image", topics.right_image, IMAGE, stamp, _image(to8(frame.right), "rgb8", stamp, right_id))
+                if frame.depth is not None:
+                    write("ground_truth_depth", topics.ground_truth_depth, IMAGE, stamp,
+                          _image(frame.depth.astype(np.float32), "32FC1", stamp, frame_id))
+        partial.rename(path)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return path
+
+
+def write_samples(
+    path: str | Path,
+    samples: "Iterator[StereoSample] | list[StereoSample]",
+    rate_hz: float = 10.0,
+    storage: str = "mcap",
+    topics: StereoTopics = StereoTopics(),
+    start_ns: int = 1_700_000_000_000_000_000,
+    frame_id: str = "left_optical_frame",
+) -> Path:
+    """Write synthetic stereo samples as a rosbag2 (see :func:`write_frames`)."""
+    frames = (CameraFrame(StereoCamera.from_intrinsics(s.width, s.height, s.focal, s.baseline, s.cx, s.cy),
+                          s.left, s.right, s.depth_left) for s in samples)
+    return write_frames(path, frames, rate_hz, storage, topics, start_ns, frame_id)
+
+
+def scene_camera(sample: "EvalSample") -> StereoCamera:
+    """The rectified rig of a dataset scene (needs its focal length and baseline)."""
+    if sample.focal is None or sample.baseline is None:
+        raise ValueError(f"scene {sample.name!r}: expected a focal length and baseline (calibration), got none")
+    height, width = sample.disparity.shape
+    cx = (width - 1) / 2.0 if sample.cx is None else sample.cx
+    cy = (height - 1) / 2.0 if sample.cy is None else sample.cy
+    return StereoCamera(width, height, sample.focal, sample.focal, cx, cy, cx - sample.doffs, sample.baseline)
+
+
+def scene_frames(sample: "EvalSample", num_frames: int, noise_std: float = 2.0 / 255.0, seed: int = 0) -> Iterator[CameraFrame]:
+    """A static camera looking at a dataset scene: ``num_frames`` copies of the pair, each with its
+    own sensor noise (independent Gaussian per pixel and view, ``noise_std`` in [0, 1] units; 0
+    repeats the pair exactly), with the scene's ground-truth depth ``f B / (d - doffs)``."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames: expected at least 1, got {num_frames}")
+    camera = scene_camera(sample)
+    valid = np.isfinite(sample.disparity) & (sample.disparity - camera.doffs > 0)
+    depth = np.where(valid, camera.fx * camera.baseline / np.where(valid, sample.disparity - camera.doffs, 1.0),
+                     np.nan).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    for _ in range(num_frames):
+        if noise_std > 0:
+            left = np.clip(sample.left + rng.normal(0.0, noise_std, sample.left.shape), 0, 1).astype(np.float32)
+            right = np.clip(sample.right + rng.normal(0.0, noise_std, sample.right.shape), 0, 1).astype(np.float32)
+        else:
+            left, right = sample.left, sample.right
+        yield CameraFrame(camera, left, right, depth)
 
 
 def write_synthetic_bag(
@@ -237,3 +325,79 @@ def write_raw(path: str | Path, messages: list[tuple[str, str, int, bytes]], sto
             writer.write(connections[topic], timestamp, raw)
     return path
 
+
+
+def pair_folder_frames(path: str | Path) -> tuple[list[CameraFrame], list[int] | None]:
+    """A recorded sequence as bag frames: ``left_*`` / ``right_*`` images (rectified) and a
+    ``calib.json`` with ``fx``, ``cx``, ``cy``, ``baseline_m`` (``fy`` defaults to ``fx``; a
+    ``P_right`` gives the right principal point), plus optional ``timestamps.txt`` (nanoseconds, one
+    per pair). Returns the frames and their stamps (None without timestamps).
+
+    Raises:
+        ValueError: missing or bad ``calib.json``, unreadable or mismatched images, a stamp count
+            that does not match (the message names the file).
+    """
+    import json
+
+    from .core.unlabeled import load_pair_folder
+
+    root = Path(path)
+    calib_path = root / "calib.json"
+    if not calib_path.is_file():
+        raise ValueError(f"{root}: expected calib.json (fx, cx, cy, baseline_m) beside the left_*/right_* images")
+    try:
+        calib = json.loads(calib_path.read_text())
+        fx, cx, cy, baseline = (float(calib[k]) for k in ("fx", "cx", "cy", "baseline_m"))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{calib_path}: expected JSON with numbers fx, cx, cy, baseline_m, got {exc!r}") from None
+    fy = float(calib.get("fy", fx))
+    cx_right = float(calib["P_right"][0][2]) if "P_right" in calib else cx
+    pairs = load_pair_folder(root)
+    height, width = pairs[0].left.shape[:2]
+    camera = StereoCamera(width, height, fx, fy, cx, cy, cx_right, baseline)
+    frames = []
+    for pair in pairs:
+        if pair.left.shape[:2] != (height, width):
+            raise ValueError(f"{pair.name}: expected {width}x{height} like the first pair, got "
+                             f"{pair.left.shape[1]}x{pair.left.shape[0]}")
+        frames.append(CameraFrame(camera, pair.left.astype(np.float32) / 255.0, pair.right.astype(np.float32) / 255.0))
+    stamps = None
+    if (root / "timestamps.txt").is_file():
+        stamps = [int(line) for line in (root / "timestamps.txt").read_text().split()]
+        if len(stamps) != len(frames):
+            raise ValueError(f"{root / 'timestamps.txt'}: expected {len(frames)} stamps (one per pair), got {len(stamps)}")
+    return frames, stamps
+
+
+def unlabeled_frames_from_bag(path: str | Path, topics: StereoTopics = StereoTopics(),
+                              every: int = 1) -> "list[UnlabeledFrame]":
+    """Every ``every``-th stereo frame of a rosbag2 (sqlite3 or MCAP) as unlabeled uint8 pairs, for
+    training without ground truth (a ground-truth topic, if the bag has one, is ignored).
+
+    Raises:
+        BagError: unreadable bag, missing topics (named, with what the bag has), undecodable images
+            or a bag without any complete frame.
+    """
+    from .core.unlabeled import UnlabeledFrame
+    from .ros.conversions import image_to_rgb_float  # pure numpy decoding of the messages
+
+    if every < 1:
+        raise ValueError(f"every: expected an integer >= 1, got {every}")
+    no_gt = StereoTopics(topics.left_image, topics.right_image, topics.left_info, topics.right_info,
+                         ground_truth_depth="/stereo_depth_ros/no_ground_truth")
+    frames = []
+    for index, frame in enumerate(read_stereo_bag(path, no_gt)):
+        if index % every:
+            continue
+        try:
+            left, right = (np.clip(np.round(image_to_rgb_float(m) * 255.0), 0, 255).astype(np.uint8)
+                           for m in (frame.left, frame.right))
+        except ValueError as exc:  # ImageDecodeError
+            raise BagError(f"{path}: frame at {frame.stamp_ns * 1e-9:.3f} s: {exc}") from None
+        try:
+            frames.append(UnlabeledFrame(left, right, f"{Path(path).name}@{frame.stamp_ns}"))
+        except ValueError as exc:
+            raise BagError(str(exc)) from None
+    if not frames:
+        raise BagError(f"{path} holds no complete stereo frame on {[topics.left_image, topics.right_image, topics.left_info, topics.right_info]}")
+    return frames

@@ -42,7 +42,7 @@ from ..core.masks import ValidityConfig
 from ..core.metrics import aggregate, evaluate_disparity
 from ..core.network.estimator import image_to_tensor, prepare_for_inference
 from ..core.network.weights import load_model
-from ..core.pipeline import process_frame
+from ..core.pipeline import process_frame, resize_images
 from ..core.sgbm import SgbmBackend
 from ..ros.params import config_from_values, inference_size, values_from_yaml
 from ..ros.conversions import image_to_rgb_float
@@ -56,14 +56,14 @@ def _say(message: str) -> None:
     print(f"[replay] {message}", file=sys.stderr, flush=True)
 
 
-def _frame_metrics(pred: np.ndarray, gt_disp: np.ndarray | None, focal: float, baseline: float) -> dict[str, Any]:
+def _frame_metrics(pred: np.ndarray, gt_disp: np.ndarray | None, camera: Any) -> dict[str, Any]:
     if gt_disp is None:
         valid = np.isfinite(pred) & (pred > 0)
         return {"density": 100.0 * float(valid.mean()), "evaluation": None}
-    ev = evaluate_disparity(pred, gt_disp, focal, baseline)
+    ev = evaluate_disparity(pred, gt_disp, camera.fx, camera.baseline, doffs=camera.doffs)
     m = ev.all.metrics()
-    return {"epe": m["epe"], "bad3": m["bad3"], "d1_all": m["d1_all"], "abs_rel": m["abs_rel"], "rmse": m["rmse"],
-            "delta1": m["delta1"], "density": ev.density, "evaluation": ev}
+    return {"epe": m["epe"], "bad2": m["bad2"], "bad3": m["bad3"], "d1_all": m["d1_all"], "abs_rel": m["abs_rel"],
+            "rmse": m["rmse"], "delta1": m["delta1"], "density": ev.density, "evaluation": ev}
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -73,7 +73,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     if evaluations:
         ev = aggregate(evaluations)
         m = ev.all.metrics()
-        out.update({k: m[k] for k in ("epe", "bad3", "d1_all", "abs_rel", "rmse", "delta1")})
+        out.update({k: m[k] for k in ("epe", "bad2", "bad3", "d1_all", "abs_rel", "rmse", "delta1")})
         out["density"] = ev.density
     else:
         out["density"] = float(np.mean([r["density"] for r in rows]))
@@ -108,7 +108,8 @@ def _frames(bag: Path, topics: StereoTopics, device: str, max_frames: int | None
         if frame.ground_truth_depth is not None:
             z = frame.ground_truth_depth
             ok = np.isfinite(z) & (z > 0)
-            gt_disp = np.where(ok, camera.fx * camera.baseline / np.where(ok, z, 1.0), np.nan).astype(np.float32)
+            # d = f B / Z + doffs (doffs = cx_left - cx_right, 0 for most rigs)
+            gt_disp = np.where(ok, camera.fx * camera.baseline / np.where(ok, z, 1.0) + camera.doffs, np.nan).astype(np.float32)
         yield _Frame(index, frame.stamp_ns, camera, left, right, image_to_tensor(left, device), image_to_tensor(right, device), gt_disp)
 
 
@@ -125,7 +126,7 @@ def _network_row(model: Any, f: _Frame, validity: ValidityConfig,
     pred = np.where(mask, result.disparity_left[0, 0].float().cpu().numpy(), np.nan)
     row = {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": elapsed,
            "photometric_error": float(result.validity.photometric_error.mean()),
-           **_frame_metrics(pred, f.gt_disp, f.camera.fx, f.camera.baseline)}
+           **_frame_metrics(pred, f.gt_disp, f.camera)}
     return row, result
 
 
@@ -133,7 +134,7 @@ def _sgbm_row(sgbm: SgbmBackend, f: _Frame) -> dict[str, Any]:
     start = time.perf_counter()
     pred = sgbm(f.left, f.right)
     return {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": 1000 * (time.perf_counter() - start),
-            "photometric_error": None, **_frame_metrics(pred, f.gt_disp, f.camera.fx, f.camera.baseline)}
+            "photometric_error": None, **_frame_metrics(pred, f.gt_disp, f.camera)}
 
 
 def _progress(per_frame: dict[str, list[dict[str, Any]]], index: int) -> None:
@@ -171,11 +172,13 @@ def _finish(output: Path, mode: str, bag: Path, per_frame: dict[str, list[dict[s
 
 def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: AdaptationConfig, validity: ValidityConfig,
                 weights: str | None = None, max_frames: int | None = None, device: str = "cpu",
-                network_size: NetworkSize | None = None) -> dict[str, Any]:
+                network_size: NetworkSize | None = None, save_weights: Path | None = None) -> dict[str, Any]:
     """Evaluate the adapted and frozen network and SGBM on the bag's frames; write the report.
 
     ``network_size(height, width)`` gives the network's input size for a frame (the node's
-    ``inference_*`` parameters; None or returning None: the frame's size)."""
+    ``inference_*`` parameters; None or returning None: the frame's size); adaptation runs at that
+    size, as in the node. ``save_weights``: write the adapted weights there at the end
+    (safetensors, atomically, with a JSON sidecar naming the bag and the settings)."""
     output.mkdir(parents=True, exist_ok=True)
     adapted_model, meta = load_model(weights, device)
     frozen_model = prepare_for_inference(copy.deepcopy(adapted_model), device)
@@ -186,7 +189,8 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
     for f in _frames(bag, topics, device, max_frames):
         has_gt = f.gt_disp is not None
         row, result = _network_row(adapted_model, f, validity, network_size)
-        step = adapter.step(f.left_t, f.right_t)
+        size = network_size(*f.left_t.shape[-2:]) if network_size is not None else None
+        step = adapter.step(resize_images(f.left_t, size), resize_images(f.right_t, size))
         row.update({"adaptation_status": step.status, "adaptation_loss": step.loss,
                     "adaptation_ms": 1000 * step.seconds, "rollbacks": adapter.rollbacks})
         per_frame["adapted"].append(row)
@@ -196,6 +200,11 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
         _progress(per_frame, f.index)
     extra = {"adaptation": adaptation.__dict__, "validity": validity.__dict__, "weights": meta.get("training_command"),
              "adaptation_steps": adapter.steps, "rollbacks": adapter.rollbacks}
+    if save_weights is not None and per_frame["adapted"]:
+        written = adapter.save(save_weights, {"source": "stereo_depth_replay --mode offline", "bag": str(bag),
+                                               "frames": len(per_frame["adapted"]), "initial_weights": weights or "shipped"})
+        extra["saved_weights"] = str(written)
+        _say(f"adapted weights written to {written}")
     return _finish(output, "offline", bag, per_frame, last, has_gt, extra)
 
 
@@ -398,9 +407,10 @@ def _adaptation_at(played: PlayResult, when: float | None) -> dict[str, Any]:
 def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path, validity: ValidityConfig,
                weights: str | None = None, rate: float = 1.0, clock: bool = False, namespace: str = "/stereo",
                domain_id: int | None = None, lockstep: bool = False,
-               network_size: NetworkSize | None = None) -> dict[str, Any]:
+               network_size: NetworkSize | None = None, sgbm_max_disparity: float | None = None) -> dict[str, Any]:
     """Replay the bag through the live node, then score its outputs next to the frozen network and SGBM
-    (run at ``network_size``, as in :func:`run_offline`)."""
+    (run at ``network_size``, as in :func:`run_offline`; SGBM searches ``sgbm_max_disparity`` pixels,
+    None: its default for the width)."""
     from ..bags import write_raw
     from ..ros.conversions import image_to_numpy
 
@@ -415,7 +425,7 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
     write_raw(recorded_bag, played.recorded)
     frozen_model, meta = load_model(weights)
     frozen_model = prepare_for_inference(frozen_model, "cpu")
-    sgbm = SgbmBackend()
+    sgbm = SgbmBackend(max_disparity=sgbm_max_disparity)
     per_frame: dict[str, list[dict[str, Any]]] = {"node": [], "frozen": [], "sgbm": []}
     has_gt, last = False, None
     for f in _frames(bag, topics, "cpu", None):
@@ -429,7 +439,7 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
         row = {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": played.latency_ms.get(f.stamp_ns, float("nan")),
                "published": msg is not None, "photometric_error": None,
                **_adaptation_at(played, played.received_at.get(f.stamp_ns)),
-               **_frame_metrics(pred, f.gt_disp, f.camera.fx, f.camera.baseline)}
+               **_frame_metrics(pred, f.gt_disp, f.camera)}
         per_frame["node"].append(row)
         frozen_row, result = _network_row(frozen_model, f, validity, network_size)
         per_frame["frozen"].append(frozen_row)
@@ -455,7 +465,7 @@ def write_figures(output: Path, per_frame: dict[str, list[dict[str, Any]]], last
     from .plots import line_plot, render_cloud
 
     names = []
-    key, label = ("epe", "EPE px, holes count") if has_gt else ("photometric_error", "photometric error")
+    key, label = ("bad2", "bad-2 %, holes count") if has_gt else ("photometric_error", "photometric error")
     series = {arm: [r.get(key, np.nan) if r.get(key) is not None else np.nan for r in rows] for arm, rows in per_frame.items()}
     if not has_gt:
         series.pop("sgbm", None)
@@ -486,7 +496,7 @@ def write_figures(output: Path, per_frame: dict[str, list[dict[str, Any]]], last
 
 def markdown(report: dict[str, Any]) -> str:
     """The summary table of a report."""
-    cols = (("epe", "EPE px"), ("bad3", "bad-3 %"), ("d1_all", "D1-all %"), ("density", "density %"),
+    cols = (("epe", "EPE px"), ("bad2", "bad-2 %"), ("bad3", "bad-3 %"), ("d1_all", "D1-all %"), ("density", "density %"),
             ("abs_rel", "AbsRel"), ("delta1", "δ<1.25 %"), ("photometric_error", "photometric"), ("time_ms", "ms/frame"))
     lines = [f"# Replay of `{report['bag']}` ({report['frames']} frames, {report['mode']})", "",
              "| arm | part | " + " | ".join(c[1] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
@@ -522,9 +532,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="--mode replay: publish each frame after the previous output (no drops; ignores timing)")
     p.add_argument("--namespace", default="/stereo", help="node namespace (--mode replay)")
     p.add_argument("--output", type=Path, default=Path("replay_report"))
-    p.add_argument("--adaptation", choices=("full", "mad", "none"), default="mad")
-    p.add_argument("--image-loss", choices=("ssim_l1", "census"), default="ssim_l1")
-    p.add_argument("--learning-rate", type=float, default=AdaptationConfig().learning_rate)
+    p.add_argument("--adaptation", choices=("full", "mad", "none"), default=None,
+                   help="--mode offline: adaptation mode (default: the params file's adaptation.mode)")
+    p.add_argument("--image-loss", choices=("ssim_l1", "census"), default=None,
+                   help="--mode offline: reconstruction error (default: the params file's)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="--mode offline: adaptation step size (default: the params file's)")
+    p.add_argument("--proxy", choices=("sgbm", "none"), default=None,
+                   help="--mode offline: proxy labels of the adaptation loss (default: the params file's)")
+    p.add_argument("--save-weights", type=Path, default=None,
+                   help="--mode offline: write the adapted weights here at the end (.safetensors + .json sidecar)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--weights", default=None)
     p.add_argument("--device", default="cpu")
@@ -532,16 +549,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument(f"--{field.replace('_', '-')}-topic", dest=field, default=default)
     args = p.parse_args(argv)
     topics = StereoTopics(**{k: getattr(args, k) for k in StereoTopics().__dict__})
-    adaptation = replace(AdaptationConfig(), mode=args.adaptation, image_loss=args.image_loss, learning_rate=args.learning_rate)
-    # The thresholds and network input size the node runs with (its params file), so every arm
-    # is masked alike and the network arms run as the node does.
+    if args.save_weights is not None and args.mode != "offline":
+        p.error("--save-weights: only with --mode offline (the live node saves through adaptation.weights_path)")
+    # The thresholds, adaptation settings and network input size the node runs with (its params
+    # file), so every arm is masked alike and the network arms run as the node does.
     config = config_from_values(values_from_yaml(str(args.params_file)))
     validity = config.validity()
+    overrides = {"mode": args.adaptation, "image_loss": args.image_loss, "learning_rate": args.learning_rate,
+                 "proxy": args.proxy}
+    adaptation = replace(config.adaptation(), **{k: v for k, v in overrides.items() if v is not None})
     network_size = partial(inference_size, config)
     try:
         if args.mode == "offline":
             report = run_offline(args.bag, args.output, topics, adaptation, validity, args.weights, args.max_frames,
-                                 args.device, network_size)
+                                 args.device, network_size, args.save_weights)
         else:
             report = run_replay(args.bag, args.output, topics, args.params_file, validity, args.weights, args.rate,
                                 args.clock, args.namespace, lockstep=args.lockstep, network_size=network_size)
