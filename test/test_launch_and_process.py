@@ -69,6 +69,15 @@ def test_params_yaml_lists_every_parameter_with_its_default():
     assert values == {p.name: p.default for p in PARAMS}
 
 
+def test_generated_parameter_files_are_up_to_date():
+    from stereo_depth_ros.ros.params import parameters_markdown, params_yaml
+
+    assert (ROOT / "config" / "stereo_depth.yaml").read_text() == params_yaml(), \
+        "regenerate: python -m stereo_depth_ros.ros.params --yaml > config/stereo_depth.yaml"
+    assert (ROOT / "docs" / "parameters.md").read_text() == parameters_markdown(), \
+        "regenerate: python -m stereo_depth_ros.ros.params --markdown > docs/parameters.md"
+
+
 def test_node_process_with_params_file_publishes_and_saves_on_shutdown(tmp_path):
     domain = 150 + os.getpid() % 60
     weights = tmp_path / "adapted.safetensors"

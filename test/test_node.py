@@ -261,14 +261,141 @@ def test_services(harness, tmp_path):
 
 def test_missing_camera_info_is_an_error_and_recovers(harness, sample):
     harness.node.set_parameters([Parameter("diagnostics.input_timeout", value=0.5)])
-    left, right, li, ri = stereo_messages(sample, 20.0)
-    harness.pubs["left"].publish(left)
-    harness.pubs["right"].publish(right)  # no camera_info: nothing can be paired
     status = lambda: _status(harness, "input")  # noqa: E731
-    assert harness.spin_until(lambda: (s := status()) is not None and s.level == DiagnosticStatus.ERROR
-                              and "camera_info missing" in s.message, timeout=10)
-    harness.publish(*stereo_messages(sample, 21.0))
+    deadline = time.time() + 10
+    found = False
+    for k in range(200):  # a driver publishing images but no camera_info: nothing can be paired
+        left, right, _, _ = stereo_messages(sample, 20.0 + 0.05 * k)
+        harness.pubs["left"].publish(left)
+        harness.pubs["right"].publish(right)
+        harness.spin_until(lambda: False, timeout=0.05)
+        s = status()
+        if s is not None and s.level == DiagnosticStatus.ERROR:
+            found = "left_image, right_image arrive but never form a stereo set: nothing on left_info, right_info" in s.message
+            break
+        if time.time() > deadline:
+            break
+    assert found, status().message if status() else None
+    harness.publish(*stereo_messages(sample, 31.0))
     assert harness.spin_until(lambda: harness.node.stats.processed == 1)
+
+
+def test_input_that_stops_is_a_warning_not_an_error(harness, sample):
+    """End of a bag: after the timeout the input status is WARN "no input", and the start-up frame
+    does not hold the pipeline at WARN."""
+    harness.node.set_parameters([Parameter("diagnostics.input_timeout", value=0.5)])
+    for k in range(3):
+        harness.publish(*stereo_messages(sample, 40.0 + k))
+        assert harness.spin_until(lambda: harness.node.stats.processed == k + 1)
+    status = lambda: _status(harness, "input")  # noqa: E731
+    assert harness.spin_until(lambda: (s := status()) is not None and s.level == DiagnosticStatus.WARN
+                              and s.message.startswith("no input for"), timeout=10)
+    assert all(st.level != DiagnosticStatus.ERROR for array in harness.received["diag"] for st in array.status
+               if st.name.endswith(": input"))
+
+
+def test_time_jump_back_is_followed_at_once(harness, sample):
+    """A bag loop: stamps jump back by 100 s; the first pair after the jump is processed."""
+    for k in range(2):
+        harness.publish(*stereo_messages(sample, 200.0 + k))
+        assert harness.spin_until(lambda: harness.node.stats.processed == k + 1)
+    harness.publish(*stereo_messages(sample, 100.0))
+    assert harness.spin_until(lambda: harness.node.stats.processed == 3, timeout=30)
+    assert harness.received["depth"][-1].header.stamp.sec == 100 and harness.node.stats.time_jumps >= 1
+    harness.publish(*stereo_messages(sample, 100.0))  # a true duplicate is still refused
+    assert harness.spin_until(lambda: harness.node.stats.rejected["bad_stamp"] >= 1, timeout=10)
+    harness.publish(*stereo_messages(sample, 101.0))
+    assert harness.spin_until(lambda: harness.node.stats.processed == 4, timeout=30)
+
+
+def test_cached_camera_info_pairs_images_with_the_latest_info(sample):
+    """cache_camera_info: camera_info stamped apart from the images (or sent once) still works;
+    one older than camera_info_timeout is reported as stale."""
+    h = Harness([Parameter("adaptation.enabled", value=False), Parameter("sensor_qos", value="reliable"),
+                 Parameter("device", value="cpu"), Parameter("cache_camera_info", value=True),
+                 Parameter("camera_info_timeout", value=2.0), Parameter("diagnostics.period", value=0.2)])
+    try:
+        left, right, li, ri = stereo_messages(sample, 50.0)
+        h.pubs["left"].publish(left)
+        h.pubs["right"].publish(right)
+        assert h.spin_until(lambda: h.node.stats.rejected["no_camera_info"] >= 1, timeout=15)
+        _, _, li, ri = stereo_messages(sample, 50.3)  # camera_info with its own stamps
+        h.pubs["left_info"].publish(li)
+        h.pubs["right_info"].publish(ri)
+        h.spin_until(lambda: False, timeout=0.3)
+        left, right, _, _ = stereo_messages(sample, 51.0)
+        h.pubs["left"].publish(left)
+        h.pubs["right"].publish(right)
+        assert h.spin_until(lambda: h.node.stats.processed == 1, timeout=30)
+        left, right, _, _ = stereo_messages(sample, 60.0)  # 9.7 s after the last camera_info
+        h.pubs["left"].publish(left)
+        h.pubs["right"].publish(right)
+        assert h.spin_until(lambda: h.node.stats.rejected["stale_camera_info"] >= 1, timeout=15)
+        assert "camera_info is 9.700 s away" in h.node.stats.last_rejection
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("width, height, key", [(1, 1, "too_small"), (31, 64, "too_small"), (1921, 64, "too_large")])
+def test_image_size_limits_by_device(harness, width, height, key):
+    image = numpy_to_image(np.zeros((height, width, 3), np.uint8), "rgb8")
+    camera = StereoCamera.from_intrinsics(width, height, 100.0, 0.1)
+    infos = [camera_info_msg(camera), camera_info_msg(camera)]
+    infos[1].p = list(camera.P_right().ravel())
+    for m in (image, *infos):
+        m.header.stamp.sec = 70
+    harness.publish(image, image, *infos)
+    assert harness.spin_until(lambda: harness.node.stats.rejected[key] == 1, timeout=15)
+    assert ("below the minimum 32x32" if key == "too_small" else "maximum 1920x1200") in harness.node.stats.last_rejection
+
+
+def test_single_pass_mode_skips_the_right_view(sample):
+    h = Harness([Parameter("adaptation.enabled", value=False), Parameter("sensor_qos", value="reliable"),
+                 Parameter("device", value="cpu"), Parameter("validity.left_right_check", value=False),
+                 Parameter("output.cloud_color", value=False)])
+    try:
+        h.publish(*stereo_messages(sample, 80.0))
+        assert h.spin_until(lambda: h.received["depth"] and h.received["points"])
+        depth = image_to_numpy(h.received["depth"][0])
+        valid = np.isfinite(depth)
+        assert 0.5 < valid.mean() <= 1.0
+        assert np.median(np.abs(depth[valid] - sample.depth_left[valid]) / sample.depth_left[valid]) < 0.1
+        cloud = h.received["points"][0]
+        assert [f.name for f in cloud.fields] == ["x", "y", "z"] and cloud.point_step == 12
+    finally:
+        h.close()
+
+
+def test_stereo_image_proc_names_and_integer_values_are_accepted(sample):
+    h = Harness([Parameter("adaptation.enabled", value=False), Parameter("device", value="cpu"),
+                 Parameter("approximate_sync_tolerance_seconds", value=0.02), Parameter("use_color", value=False),
+                 Parameter("use_system_default_qos", value=True), Parameter("validity.max_depth", value=20)])
+    try:
+        c = h.node.config
+        assert c.slop == 0.02 and not c.output_cloud_color and c.sensor_qos == "system_default"
+        assert c.validity_max_depth == 20.0 and isinstance(c.validity_max_depth, float)
+        assert h.node.set_parameters([Parameter("validity.max_depth", value=30)])[0].successful  # INTEGER for a double
+        assert h.node.config.validity_max_depth == 30.0
+        result = h.node.set_parameters([Parameter("validity.max_depth", value="far")])[0]
+        assert not result.successful and "validity.max_depth: expected float" in result.reason
+    finally:
+        h.close()
+
+
+def test_core_log_lines_reach_the_ros_logger_throttled(harness):
+    import logging
+
+    lines = []
+    bridge = harness.node._log_bridge
+    bridge._ros = type("Recorder", (), {"warning": lines.append, "error": lines.append, "info": lines.append})()
+    core = logging.getLogger("stereo_depth_ros.core.adaptation")
+    for k in range(5):
+        core.warning("adaptation rolled back to the %s: %s", "initial weights", f"reason {k}")
+    assert len(lines) == 1 and "adaptation rolled back to the initial weights: reason 0" in lines[0]
+    assert bridge.snapshot()["WARNING"] == 5
+    bridge._last.clear()
+    core.warning("adaptation rolled back to the %s: %s", "initial weights", "reason 5")
+    assert "(4 more like it" in lines[-1]
 
 
 def test_backlog_keeps_the_newest_pair_and_latency_bounded(harness, sample):
@@ -282,3 +409,48 @@ def test_backlog_keeps_the_newest_pair_and_latency_bounded(harness, sample):
     assert harness.spin_until(lambda: harness.received["depth"] and harness.received["depth"][-1].header.stamp.nanosec == 110_000_000, timeout=30)
     assert stats.processed < 12
 
+
+
+_SAVE_FOREVER = """
+import sys, torch
+from stereo_depth_ros.core.network import StereoNet
+from stereo_depth_ros.core.network.weights import save_weights
+net = StereoNet()
+print("ready", flush=True)
+while True:
+    save_weights(net, sys.argv[1], {"note": "saved in a loop until killed"})
+"""
+
+
+def test_no_temp_file_survives_a_restart_after_kill_9_during_a_save(tmp_path):
+    """A writer killed with SIGKILL in the middle of saves leaves ``.<name>.<pid>.*.tmp`` behind;
+    the node removes them on start and loads the last complete save."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "adapted.safetensors"
+    leftovers: list = []
+    for _ in range(20):  # the kill must land inside a write at least once
+        writer = subprocess.Popen([sys.executable, "-c", _SAVE_FOREVER, str(target)], stdout=subprocess.PIPE)
+        assert writer.stdout.readline().strip() == b"ready"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not target.is_file():  # one complete save first
+            time.sleep(0.001)
+        while time.monotonic() < deadline and not list(tmp_path.glob(".adapted.*.tmp")):
+            time.sleep(0.001)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        leftovers = list(tmp_path.glob(".adapted.*.tmp"))
+        if leftovers and target.is_file():
+            break
+    assert leftovers, "no kill landed inside a save"
+    h = Harness([Parameter("adaptation.enabled", value=False),
+                 Parameter("adaptation.weights_path", value=str(target)),
+                 Parameter("adaptation.resume", value=True)])
+    try:
+        assert not list(tmp_path.glob(".*.tmp"))
+        assert h.node.model_source.startswith("adapted"), h.node.model_source  # the last complete save loads
+    finally:
+        h.close()

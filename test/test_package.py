@@ -25,6 +25,20 @@ def test_package_xml_declares_the_dependencies():
     assert (ROOT / "resource" / "stereo_depth_ros").is_file()
 
 
+def test_every_package_xml_dependency_is_a_checked_rosdep_key():
+    """``rosdep install`` resolves every key: each is in the list of keys checked against rosdistro,
+    none is one found absent, and the pip-only dependency is documented for the ROS-native path."""
+    import yaml
+
+    checked = yaml.safe_load((ROOT / "test" / "rosdep_keys.yaml").read_text())
+    root = ET.parse(ROOT / "package.xml").getroot()
+    tags = ("depend", "exec_depend", "build_depend", "build_export_depend", "test_depend", "buildtool_depend")
+    keys = [e.text.strip() for tag in tags for e in root.findall(tag)]
+    assert keys and not [k for k in keys if k not in checked["keys"]], "unchecked rosdep keys"
+    assert not set(keys) & set(checked["absent"])
+    assert "pip install safetensors" in (ROOT / "README.md").read_text()
+
+
 def _colcon() -> str:
     candidate = pathlib.Path(sys.executable).parent / "colcon"
     found = str(candidate) if candidate.exists() else shutil.which("colcon")

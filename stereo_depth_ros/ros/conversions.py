@@ -599,8 +599,10 @@ def pointcloud2_msg(
     organized: bool = True,
     decimation: int = 1,
     dense: bool = False,
+    color: bool = True,
 ) -> PointCloud2:
-    """A ``sensor_msgs/PointCloud2`` with fields x, y, z, rgb (FLOAT32, offsets 0/4/8/12, point_step 16).
+    """A ``sensor_msgs/PointCloud2`` with fields x, y, z, rgb (FLOAT32, offsets 0/4/8/12, point_step 16),
+    or x, y, z only (point_step 12) without ``color``.
 
     Args:
         points: ``(H, W)`` structured array with float32 fields ``x, y, z`` (metres, NaN = invalid)
@@ -611,6 +613,7 @@ def pointcloud2_msg(
         dense: an unorganised cloud instead (``height = 1``) of the finite points only, in row-major
             order, with ``is_dense = True``; takes precedence over ``organized``. ``organized=False``
             without ``dense`` gives ``height = 1`` with the NaN points kept.
+        color: keep the ``rgb`` field (stereo_image_proc's ``use_color``); False: x, y, z only.
 
     Raises:
         PointCloudError: wrong array layout, bad ``decimation``.
@@ -630,13 +633,20 @@ def pointcloud2_msg(
     elif not organized:
         packed = packed.reshape(1, -1)
     height, width = packed.shape
+    fields = _POINT_FIELDS
+    if not color:
+        fields = [f for f in _POINT_FIELDS if f.name != "rgb"]
+        xyz = np.empty(packed.shape, dtype=np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3}))
+        for name in ("x", "y", "z"):
+            xyz[name] = packed[name]
+        packed = xyz
     msg = PointCloud2()
     msg.header = _copy_header(header)
     msg.height, msg.width = int(height), int(width)
-    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in _POINT_FIELDS]
+    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in fields]
     msg.is_bigendian = False
-    msg.point_step = POINTCLOUD_DTYPE.itemsize
-    msg.row_step = int(width * POINTCLOUD_DTYPE.itemsize)
+    msg.point_step = packed.dtype.itemsize
+    msg.row_step = int(width * packed.dtype.itemsize)
     msg.is_dense = is_dense
     msg.data = _byte_array(packed)
     return msg

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import logging
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data, qos_profile_system_default
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_srvs.srv import SetBool, Trigger
@@ -36,10 +37,10 @@ from ..core import pointcloud
 from ..core.adaptation import AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default
 from ..core.camera import StereoCamera
 from ..core.masks import compute_validity
-from ..core.network.weights import DEFAULT_WEIGHTS
+from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
-from ..core.pipeline import frame_outputs, predict_disparities
+from ..core.pipeline import frame_outputs, predict_disparities, resize_images
 from .conversions import (
     ConversionError,
     camera_from_info,
@@ -51,8 +52,10 @@ from .conversions import (
     numpy_to_image,
     pointcloud2_msg,
 )
-from .params import NodeConfig, config_from_values, declare_parameters, inference_size, validate_values
+from .params import (MIN_IMAGE_SIZE, NodeConfig, config_from_values, declare_parameters, inference_size,
+                     max_image_size, validate_values)
 from .params import PARAMS as PARAM_SPECS
+from .log_bridge import RosLogBridge
 from .sync import StereoSubscriber
 
 __all__ = ["StereoDepthNode", "FrameRejected", "main"]
@@ -70,8 +73,8 @@ class FrameRejected(ValueError):
 class _Frame:
     left: Image
     right: Image
-    left_info: CameraInfo
-    right_info: CameraInfo
+    left_info: CameraInfo | None  # None: cache_camera_info before the first camera_info
+    right_info: CameraInfo | None
     received: float
 
 
@@ -83,6 +86,7 @@ class _Stats:
     rejected: collections.Counter = field(default_factory=collections.Counter)
     last_rejection: str = ""
     last_rejection_time: float = 0.0
+    time_jumps: int = 0
     last_input_time: float = 0.0
     last_output_time: float = 0.0
     latencies_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
@@ -95,10 +99,18 @@ class _Stats:
     output_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
     stage_ms: dict = field(default_factory=lambda: collections.defaultdict(lambda: collections.deque(maxlen=400)))
     adaptation_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
+    # (monotonic time, latency ms) of the frames after the first (whose one-time start-up costs
+    # would hold a p95 over a frame count up for hundreds of frames): diagnostics judge the last
+    # LATENCY_WINDOW_S seconds.
+    recent_latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
 
 
 def _stamp_ns(msg: Any) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+LATENCY_WINDOW_S = 10.0
+"""Diagnostics judge the latency of the frames published in the last this many seconds."""
 
 
 def _rate(times: collections.deque, now: float, window: float = 5.0) -> float:
@@ -161,6 +173,9 @@ class StereoDepthNode(Node):
     def __init__(self, node_name: str = "stereo_depth", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.config: NodeConfig = declare_parameters(self)
+        # The core logs through Python logging: to /rosout, throttled, counted for diagnostics.
+        self._log_bridge = RosLogBridge(self.get_logger())
+        logging.getLogger("stereo_depth_ros").addHandler(self._log_bridge)
         self._param_names = {p.name for p in PARAM_SPECS}
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -168,6 +183,9 @@ class StereoDepthNode(Node):
         set_gil_switch_interval(self.config.gil_switch_interval_ms)  # process-wide, see its docstring
         self._network_threads = self.config.cpu_threads or _DEFAULT_TORCH_THREADS
         adapted = self.config.adaptation_weights_path or None
+        if adapted is not None:  # temp files of saves interrupted by a kill
+            for stale in remove_stale_temp_files(adapted):
+                self.get_logger().info(f"removed {stale.name}, left by an interrupted save of {adapted}")
         model, meta, source = load_adapted_or_default(
             adapted if self.config.adaptation_resume else None, self.config.weights or None, self.device
         )
@@ -200,11 +218,15 @@ class StereoDepthNode(Node):
 
         if self.config.sensor_qos == "sensor_data":
             in_qos = qos_profile_sensor_data
+        elif self.config.sensor_qos == "system_default":
+            in_qos = qos_profile_system_default
         else:
             in_qos = QoSProfile(depth=self.config.queue_size, reliability=QoSReliabilityPolicy.RELIABLE)
         self.subscriber = StereoSubscriber(
             self, self._on_stereo, qos=in_qos, queue_size=self.config.queue_size,
             approximate=self.config.approximate_sync, slop=self.config.slop,
+            jump_threshold=self.config.time_jump_threshold, on_time_jump=self._on_time_jump,
+            cache_camera_info=self.config.cache_camera_info,
         )
 
         self.create_service(Trigger, "~/reset_adaptation", self._srv_reset)
@@ -286,6 +308,15 @@ class StereoDepthNode(Node):
                 self._reject("internal_error", f"{type(exc).__name__}: {exc}")
                 self.get_logger().error(f"frame failed: {exc!r}", throttle_duration_sec=5.0)
 
+    def _on_time_jump(self, stamp_ns: int, previous_ns: int) -> None:
+        """Time started over (stamps jumped back by more than ``time_jump_threshold``): forget the
+        last processed stamp so the new timeline is processed; logged once per jump."""
+        self._last_stamp_ns = None
+        self.stats.time_jumps += 1
+        self.get_logger().warning(
+            f"stamps jumped back by {(previous_ns - stamp_ns) * 1e-9:.3f} s (a bag loop or a simulator reset?): "
+            f"synchroniser and stamp checks reset, carrying on from {stamp_ns * 1e-9:.3f} s")
+
     def _reject(self, key: str, message: str) -> None:
         self.stats.rejected[key] += 1
         self.stats.last_rejection = message
@@ -296,20 +327,29 @@ class StereoDepthNode(Node):
     def _check_frame(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray, StereoCamera]:
         c = self.config
         for msg, side in ((frame.left, "left"), (frame.right, "right")):
-            if msg.width > c.max_image_width or msg.height > c.max_image_height:
-                raise FrameRejected("too_large", f"{side} image {msg.width}x{msg.height} exceeds the configured "
-                                                 f"maximum {c.max_image_width}x{c.max_image_height}")
+            max_width, max_height = max_image_size(c, self.device.type)
+            if msg.width > max_width or msg.height > max_height:
+                raise FrameRejected("too_large", f"{side} image {msg.width}x{msg.height} exceeds the maximum "
+                                                 f"{max_width}x{max_height} (max_image_width/height; 0 = by device)")
+            if msg.width < MIN_IMAGE_SIZE or msg.height < MIN_IMAGE_SIZE:
+                raise FrameRejected("too_small", f"{side} image {msg.width}x{msg.height} is below the minimum "
+                                                 f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels")
         if (frame.left.width, frame.left.height) != (frame.right.width, frame.right.height):
             raise FrameRejected("size_mismatch", f"left {frame.left.width}x{frame.left.height} and right "
                                                  f"{frame.right.width}x{frame.right.height} images differ in size")
         stamp = _stamp_ns(frame.left)
+        if self._last_stamp_ns is not None and self._last_stamp_ns - stamp > c.time_jump_threshold * 1e9:
+            self._on_time_jump(stamp, self._last_stamp_ns)  # (the message_filters backend does not tell)
         if self._last_stamp_ns is not None and stamp <= self._last_stamp_ns:
             kind = "duplicate" if stamp == self._last_stamp_ns else "non-monotonic"
             raise FrameRejected("bad_stamp", f"{kind} stamp {stamp * 1e-9:.9f} s (last processed "
                                              f"{self._last_stamp_ns * 1e-9:.9f} s)")
         for info, side in ((frame.left_info, "left"), (frame.right_info, "right")):
+            if info is None:  # cache_camera_info, before the first camera_info of this side
+                topic = self.subscriber.topics[2 if side == "left" else 3]
+                raise FrameRejected("no_camera_info", f"no {side} camera_info received yet on {topic}")
             age = abs(stamp - _stamp_ns(info)) * 1e-9
-            if age > c.camera_info_timeout:
+            if c.camera_info_timeout and age > c.camera_info_timeout:
                 raise FrameRejected("stale_camera_info", f"{side} camera_info is {age:.3f} s away from its image "
                                                          f"(camera_info_timeout {c.camera_info_timeout} s)")
             if (info.width, info.height) != (frame.left.width, frame.left.height):
@@ -360,7 +400,8 @@ class StereoDepthNode(Node):
                 maps, points = self._graphs(frame_work, *tensors, key=key) if self._graphs is not None else frame_work(*tensors)
                 mark("inference")  # synchronises: the model is released only once the GPU is done with it
             else:
-                disp_l, disp_r = predict_disparities(model, left_t, right_t, size, c.precision)
+                disp_l, disp_r = predict_disparities(model, left_t, right_t, size, c.precision,
+                                                     right_view=c.validity_left_right_check)
         finally:
             self.worker.release(index)
         if cuda:
@@ -371,10 +412,12 @@ class StereoDepthNode(Node):
         else:
             mark("inference")
             with torch.inference_mode():
-                validity = compute_validity(disp_l, camera.fx, camera.baseline, left_t, right_t, disp_r, c.validity())
+                validity = compute_validity(disp_l, camera.fx, camera.baseline, left_t, right_t, disp_r, c.validity(),
+                                            camera.doffs)
             mark("masks")
             mask = validity.mask[0, 0].numpy()
-            disparity, disparity_right = disp_l[0, 0].numpy(), disp_r[0, 0].numpy()
+            disparity = disp_l[0, 0].numpy()
+            disparity_right = disp_r[0, 0].numpy() if disp_r is not None else None
             depth = np.where(mask, validity.depth[0, 0].float().numpy(), np.float32(np.nan))
             confidence = validity.confidence[0, 0].float().numpy()
             error = validity.photometric_error[0, 0].float().numpy()
@@ -397,12 +440,15 @@ class StereoDepthNode(Node):
             else:
                 cloud = pointcloud.organized_xyzrgb(depth, camera.K_numpy(), image_to_rgb8(frame.left))
             cloud_msg = pointcloud2_msg(cloud, header, organized=not c.output_cloud_dense,
-                                        decimation=c.output_cloud_decimation, dense=c.output_cloud_dense)
+                                        decimation=c.output_cloud_decimation, dense=c.output_cloud_dense,
+                                        color=c.output_cloud_color)
             mark("cloud")
             self.pub_points.publish(cloud_msg)
             mark("publish_cloud")
         if c.adaptation_enabled and c.adaptation_mode != "none":
-            self.worker.submit(left_t, right_t)
+            # Adapt at the size the network runs at: what it learns is what it is used for, and a
+            # step (and its SGBM proxy) at a reduced inference size costs what inference saves.
+            self.worker.submit(*(resize_images(t, size) for t in (left_t, right_t)))
 
         now = time.monotonic()
         s = self.stats
@@ -411,12 +457,14 @@ class StereoDepthNode(Node):
         s.output_times.append(now)
         latency = (self.get_clock().now().nanoseconds - _stamp_ns(frame.left)) * 1e-6
         s.latencies_ms.append(latency)
+        if s.processed > 1:
+            s.recent_latencies.append((now, latency))
         s.processing_ms.append(1000 * (now - start))
         for (_, before), (name, after) in zip(marks, marks[1:]):
             s.stage_ms[name].append(1000 * (after - before))
         s.valid_ratio = float(mask.mean())
         s.photometric_error = float(np.mean(error))
-        if c.diagnostics_icp_every and s.processed % c.diagnostics_icp_every == 1:
+        if c.diagnostics_icp_every and s.processed % c.diagnostics_icp_every == 1 and c.validity_left_right_check:
             self._consistency(disparity, disparity_right, camera)
         if c.adaptation_save_period and c.adaptation_weights_path and now - self._last_save > c.adaptation_save_period:
             self._save_adapted()
@@ -425,6 +473,7 @@ class StereoDepthNode(Node):
         """ICP residual between the clouds back-projected from the left and the right ``(H, W)``
         disparity (pixels)."""
         scale = camera.fx * camera.baseline
+        d_l, d_r = d_l - camera.doffs, d_r - camera.doffs  # Z = f B / (d - doffs)
         z_l = np.where(d_l > 0.5, scale / np.maximum(d_l, 1e-6), np.nan).astype(np.float32)
         z_r = np.where(d_r > 0.5, scale / np.maximum(d_r, 1e-6), np.nan).astype(np.float32)
         K_r = camera.K_numpy().copy()
@@ -504,24 +553,30 @@ class StereoDepthNode(Node):
         self._report_sync_drops(inputs)
         level, message = DiagnosticStatus.OK, "receiving stereo pairs"
         since_input = now - (s.last_input_time or self._started)
-        received_any_image = any((v.get("received") or 0) > 0 for v in inputs["inputs"].values())
+        timeout = c.diagnostics_input_timeout
+        last_seen = {n: v.get("last_receive_monotonic") for n, v in inputs["inputs"].items()}
+        arriving = [n for n, t in last_seen.items() if t is not None and now - t <= timeout]
         if now - s.last_rejection_time < max(2 * c.diagnostics_period, 2.0) and s.last_rejection_time:
             level, message = DiagnosticStatus.ERROR, f"rejected input: {s.last_rejection}"
-        elif since_input > c.diagnostics_input_timeout:
-            if received_any_image:
-                level, message = DiagnosticStatus.ERROR, "messages arrive but never form a synchronised set (camera_info missing or stamps differ)"
-            else:
-                level, message = DiagnosticStatus.WARN, f"no input for {since_input:.1f} s"
+        elif since_input > timeout and arriving:
+            # Messages do arrive, yet no synchronised set came: an input is missing, or stamps differ.
+            silent = [n for n in last_seen if n not in arriving]
+            why = (f"nothing on {', '.join(silent)} for {timeout:g} s" if silent
+                   else "their stamps never match (cache_camera_info or approximate_sync may help)")
+            level, message = DiagnosticStatus.ERROR, f"{', '.join(arriving)} arrive but never form a stereo set: {why}"
+        elif since_input > timeout:
+            level, message = DiagnosticStatus.WARN, f"no input for {since_input:.1f} s"
         values = [kv("input_rate_hz", _rate(s.input_times, now)), kv("pairs_received", s.received),
                   kv("frames_dropped", s.dropped), kv("frames_rejected", sum(s.rejected.values())),
-                  kv("sync_backend", inputs["backend"])]
+                  kv("sync_backend", inputs["backend"]), kv("time_jumps", s.time_jumps)]
         values += [kv(f"rejected_{k}", v) for k, v in sorted(s.rejected.items())]
         values += [kv(f"received_{k}", v.get("received")) for k, v in inputs["inputs"].items()]
         statuses.append(DiagnosticStatus(level=level, name=f"{name}: input", message=message,
                                          hardware_id=self.get_fully_qualified_name(), values=values))
 
-        if s.latencies_ms:
-            p50, p95 = (float(v) for v in np.percentile(np.array(s.latencies_ms), [50, 95]))
+        recent = [latency for t, latency in s.recent_latencies if now - t <= LATENCY_WINDOW_S]
+        if recent:
+            p50, p95 = (float(v) for v in np.percentile(np.array(recent), [50, 95]))
         else:
             p50 = p95 = float("nan")
         level, message = DiagnosticStatus.OK, "publishing"
@@ -540,6 +595,7 @@ class StereoDepthNode(Node):
             kv("consistency_icp_rmse_m", s.icp_rmse), kv("consistency_icp_fitness", s.icp_fitness)]))
 
         stats = self.adapter.stats()
+        logs = self._log_bridge.snapshot()
         with self._adapt_lock:
             last = self._last_adaptation
         level = DiagnosticStatus.OK
@@ -552,7 +608,10 @@ class StereoDepthNode(Node):
             kv("skipped", stats["skipped"]), kv("rollbacks", stats["rollbacks"]),
             kv("loss", float(last.loss) if last is not None else float("nan")),
             kv("last_status", stats["last_status"]), kv("frames_dropped", self.worker.dropped),
-            kv("busy", not self.worker.idle()), kv("learning_rate", c.adaptation_learning_rate)]))
+            kv("busy", not self.worker.idle()), kv("learning_rate", c.adaptation_learning_rate),
+            kv("proxy", c.adaptation_proxy), kv("proxy_density", float(stats["proxy_density"])),
+            kv("proxy_agreement", float(stats["proxy_agreement"])),
+            kv("core_log_warnings", logs.get("WARNING", 0)), kv("core_log_errors", logs.get("ERROR", 0))]))
 
         compile_state = self.worker.compile_state()
         if self._graphs is None:
@@ -587,6 +646,7 @@ class StereoDepthNode(Node):
         if self.config.adaptation_weights_path and self.adapter.steps:
             ok, message = self._save_adapted()
             (self.get_logger().info if ok else self.get_logger().error)(message)
+        logging.getLogger("stereo_depth_ros").removeHandler(self._log_bridge)
 
 
 def freeze_startup_objects() -> None:

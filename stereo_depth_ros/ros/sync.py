@@ -26,6 +26,11 @@ Semantics of the built-in synchronisers (stamps are compared as integer nanoseco
   ``[s, s + slop]``. Used messages and everything older on each input are removed (older ones count
   as ``dropped_unmatched``); an arrival not newer than the last message used on its input is
   ``dropped_late``. Repeats until no set is left.
+* Time jumps (both policies): an arrival more than ``jump_threshold`` seconds *older* than the last
+  message used on its input is not a late message but time starting over (a bag played with
+  ``--loop``, a simulator reset). The synchroniser forgets its queues and last-used stamps (its
+  counters stay), counts the jump (``time_jumps``), calls the ``on_time_jump`` callbacks with
+  ``(new stamp, previous stamp)`` in nanoseconds, and carries on with the new timeline.
 
   Differences from message_filters' C++ ``ApproximateTime`` (the adaptive algorithm of
   message_filters): that policy looks for the set with the *smallest span* and waits until it can
@@ -115,6 +120,7 @@ class SyncStats:
         dropped_late: arrived with a stamp not newer than the last set used on that input.
         dropped_duplicate: replaced by a later message with the same stamp on the same input.
         queued: messages waiting now.
+        time_jumps: arrivals that started a new timeline (see the module docstring).
         last_receive_monotonic: ``time.monotonic()`` of the last arrival (None before the first); a
             node compares it with now to report a missing or stale camera_info.
     """
@@ -127,6 +133,7 @@ class SyncStats:
     dropped_duplicate: list[int]
     queued: list[int]
     last_receive_monotonic: list[float | None] = field(default_factory=list)
+    time_jumps: int = 0
 
     @property
     def dropped(self) -> list[int]:
@@ -138,11 +145,17 @@ class SyncStats:
 class _TimeSynchronizer:
     """Shared queueing, counting and locking; subclasses choose the set to fire."""
 
-    def __init__(self, num_inputs: int, queue_size: int, callback: SyncCallback | None = None) -> None:
+    def __init__(self, num_inputs: int, queue_size: int, callback: SyncCallback | None = None,
+                 jump_threshold: float = 1.0) -> None:
         self.num_inputs = _positive_int("num_inputs", num_inputs)
         self.queue_size = _positive_int("queue_size", queue_size)
+        if isinstance(jump_threshold, bool) or not isinstance(jump_threshold, (int, float)) or not jump_threshold > 0:
+            raise SyncError(f"jump_threshold: expected a positive number of seconds, got {jump_threshold!r}")
+        self.jump_threshold_ns = int(round(float(jump_threshold) * 1e9))
         self._lock = threading.RLock()
         self._callbacks: list[SyncCallback] = []
+        self._jump_callbacks: list[Callable[[int, int], None]] = []
+        self._time_jumps = 0
         if callback is not None:
             self.register_callback(callback)
         self._reset_state()
@@ -154,6 +167,13 @@ class _TimeSynchronizer:
             raise SyncError(f"callback: expected a callable, got {type(callback).__name__}")
         with self._lock:
             self._callbacks.append(callback)
+
+    def on_time_jump(self, callback: Callable[[int, int], None]) -> None:
+        """Call ``callback(new_stamp_ns, previous_stamp_ns)`` when time starts over (a jump back)."""
+        if not callable(callback):
+            raise SyncError(f"callback: expected a callable, got {type(callback).__name__}")
+        with self._lock:
+            self._jump_callbacks.append(callback)
 
     def add(self, index: int, msg: Any, stamp_ns: int | None = None) -> int:
         """Queue ``msg`` on input ``index`` and fire every set that became complete.
@@ -175,6 +195,9 @@ class _TimeSynchronizer:
         with self._lock:
             self._received[index] += 1
             self._last_receive[index] = time.monotonic()
+            last = self._last_used[index]
+            if last is not None and last - stamp > self.jump_threshold_ns:
+                self._start_over(stamp, last)
             if not self._accept(index, stamp):
                 self._dropped_late[index] += 1
                 return 0
@@ -208,6 +231,7 @@ class _TimeSynchronizer:
                 dropped_duplicate=list(self._dropped_duplicate),
                 queued=[len(q) for q in self._stamps],
                 last_receive_monotonic=list(self._last_receive),
+                time_jumps=self._time_jumps,
             )
 
     def reset(self) -> None:
@@ -216,6 +240,16 @@ class _TimeSynchronizer:
             self._reset_state()
 
     # ------------------------------------------------------------------ internals
+    def _start_over(self, stamp: int, previous: int) -> None:
+        """Time jumped back: forget the queues and last-used stamps, keep the counters."""
+        n = self.num_inputs
+        self._stamps = [[] for _ in range(n)]
+        self._msgs = [{} for _ in range(n)]
+        self._last_used = [None] * n
+        self._time_jumps += 1
+        for callback in list(self._jump_callbacks):
+            callback(stamp, previous)
+
     def _reset_state(self) -> None:
         n = self.num_inputs
         self._stamps: list[list[int]] = [[] for _ in range(n)]  # sorted stamps per input
@@ -228,6 +262,7 @@ class _TimeSynchronizer:
         self._dropped_late = [0] * n
         self._dropped_duplicate = [0] * n
         self._last_receive: list[float | None] = [None] * n
+        self._time_jumps = 0
 
     def _accept(self, index: int, stamp: int) -> bool:
         last = self._last_used[index]
@@ -269,6 +304,7 @@ class ExactTimeSynchronizer(_TimeSynchronizer):
         num_inputs: number of inputs ``N``.
         queue_size: messages kept per input (oldest stamp dropped beyond it).
         callback: optional first callback, ``callback(msg_0, ..., msg_{N-1})``.
+        jump_threshold: seconds back in time that count as a time jump (module docstring).
     """
 
     def _find_set(self) -> list[int] | None:
@@ -290,14 +326,16 @@ class ApproximateTimeSynchronizer(_TimeSynchronizer):
         queue_size: messages kept per input (oldest stamp dropped beyond it).
         slop: largest allowed ``max(stamp) - min(stamp)`` of a set, seconds (>= 0; 0 = exact).
         callback: optional first callback, ``callback(msg_0, ..., msg_{N-1})``.
+        jump_threshold: seconds back in time that count as a time jump (module docstring).
     """
 
     def __init__(
-        self, num_inputs: int, queue_size: int, slop: float, callback: SyncCallback | None = None
+        self, num_inputs: int, queue_size: int, slop: float, callback: SyncCallback | None = None,
+        jump_threshold: float = 1.0,
     ) -> None:
         self.slop = _slop_seconds(slop)
         self.slop_ns = int(round(self.slop * 1e9))
-        super().__init__(num_inputs, queue_size, callback)
+        super().__init__(num_inputs, queue_size, callback, jump_threshold)
 
     def _find_set(self) -> list[int] | None:
         if any(not stamps for stamps in self._stamps):
@@ -349,6 +387,12 @@ class StereoSubscriber:
             or ``"builtin"``.
         callback_group: for the four subscriptions (a ``ReentrantCallbackGroup`` is safe: the
             synchroniser locks).
+        jump_threshold: seconds back in time that count as a time jump (built-in backend; the
+            module docstring); ``on_time_jump(new_stamp_ns, previous_stamp_ns)`` is called then.
+        cache_camera_info: synchronise the two images only and hand over the latest camera_info
+            received on each side (``None`` before the first), whatever its stamp: for drivers and
+            bags that stamp camera_info apart from the images, or publish it once. The callback
+            judges its age.
 
     Raises:
         SyncError: bad queue_size / slop / backend; ImportError for ``backend="message_filters"``
@@ -370,6 +414,9 @@ class StereoSubscriber:
         slop: float = 0.01,
         backend: Literal["auto", "message_filters", "builtin"] = "auto",
         callback_group: "CallbackGroup | None" = None,
+        jump_threshold: float = 1.0,
+        on_time_jump: Callable[[int, int], None] | None = None,
+        cache_camera_info: bool = False,
     ) -> None:
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CameraInfo, Image
@@ -385,6 +432,9 @@ class StereoSubscriber:
         self._last_receive: list[float | None] = [None] * 4
         self._matched = 0
         self.approximate = bool(approximate)
+        self.cache_camera_info = bool(cache_camera_info)
+        self._latest_info: list[Any] = [None, None]
+        synced = 2 if self.cache_camera_info else 4  # inputs that go through the synchroniser
         self.topics = (left_image_topic, right_image_topic, left_info_topic, right_info_topic)
         image_qos = qos_profile_sensor_data if qos is None else qos
         camera_info_qos = image_qos if info_qos is None else info_qos
@@ -396,20 +446,29 @@ class StereoSubscriber:
         self._mf_subscribers: list[Any] = []
         self._subscriptions: list[Any] = []
         if use_mf:
-            self._init_message_filters(types, qoses, queue_size, slop, callback_group)
+            self._init_message_filters(types[:synced], qoses[:synced], queue_size, slop, callback_group)
         else:
             self._sync = (
-                ApproximateTimeSynchronizer(4, queue_size, slop, self._deliver)
+                ApproximateTimeSynchronizer(synced, queue_size, slop, self._deliver, jump_threshold)
                 if self.approximate
-                else ExactTimeSynchronizer(4, queue_size, self._deliver)
+                else ExactTimeSynchronizer(synced, queue_size, self._deliver, jump_threshold)
             )
-            for index, (msg_type, topic, profile) in enumerate(zip(types, self.topics, qoses)):
+            if on_time_jump is not None:
+                self._sync.on_time_jump(on_time_jump)
+            for index in range(synced):
                 self._subscriptions.append(
                     node.create_subscription(
-                        msg_type, topic, functools.partial(self._on_message, index), profile,
+                        types[index], self.topics[index], functools.partial(self._on_message, index), qoses[index],
                         callback_group=callback_group,
                     )
                 )
+        for index in range(synced, 4):  # cached camera_info: plain subscriptions keeping the newest
+            self._subscriptions.append(
+                node.create_subscription(
+                    types[index], self.topics[index], functools.partial(self._on_info, index), qoses[index],
+                    callback_group=callback_group,
+                )
+            )
 
     def _init_message_filters(
         self, types: Sequence[type], qoses: Sequence["QoSProfile"], queue_size: int, slop: float,
@@ -441,9 +500,16 @@ class StereoSubscriber:
         assert self._sync is not None
         self._sync.add(index, msg)
 
-    def _deliver(self, left_image: Any, right_image: Any, left_info: Any, right_info: Any) -> None:
+    def _on_info(self, index: int, msg: Any) -> None:
+        with self._count_lock:
+            self._latest_info[index - 2] = msg
+        self._count(index)
+
+    def _deliver(self, left_image: Any, right_image: Any, left_info: Any = None, right_info: Any = None) -> None:
         with self._count_lock:
             self._matched += 1
+            if self.cache_camera_info:
+                left_info, right_info = self._latest_info
         self._callback(left_image, right_image, left_info, right_info)
 
     # ------------------------------------------------------------------ diagnostics
@@ -453,13 +519,13 @@ class StereoSubscriber:
         Returns:
             ``{"backend", "matched", "inputs": {name: {"topic", "received", "dropped_overflow",
             "dropped_unmatched", "dropped_late", "dropped_duplicate", "queued",
-            "last_receive_monotonic"}}}`` with names from :data:`STEREO_INPUTS`; with the
-            message_filters backend the drop and queue counters are None (it does not expose them).
+            "last_receive_monotonic"}}, "time_jumps"}`` with names from :data:`STEREO_INPUTS`; with the
+            message_filters backend the drop, queue and jump counters are None (it does not expose them).
         """
         inputs: dict[str, dict[str, Any]] = {}
         if self._sync is not None:
             s = self._sync.stats()
-            for i, name in enumerate(STEREO_INPUTS):
+            for i, name in enumerate(STEREO_INPUTS[: self._sync.num_inputs]):
                 inputs[name] = {
                     "topic": self.topics[i], "received": s.received[i],
                     "dropped_overflow": s.dropped_overflow[i], "dropped_unmatched": s.dropped_unmatched[i],
@@ -467,16 +533,20 @@ class StereoSubscriber:
                     "queued": s.queued[i], "last_receive_monotonic": s.last_receive_monotonic[i],
                 }
             matched = s.matched
+            jumps = s.time_jumps
         else:
+            jumps = None
             with self._count_lock:
-                for i, name in enumerate(STEREO_INPUTS):
+                matched = self._matched
+        with self._count_lock:  # inputs outside the built-in synchroniser: counted here
+            for i, name in enumerate(STEREO_INPUTS):
+                if name not in inputs:
                     inputs[name] = {
                         "topic": self.topics[i], "received": self._received[i], "dropped_overflow": None,
                         "dropped_unmatched": None, "dropped_late": None, "dropped_duplicate": None,
                         "queued": None, "last_receive_monotonic": self._last_receive[i],
                     }
-                matched = self._matched
-        return {"backend": self.backend, "matched": matched, "inputs": inputs}
+        return {"backend": self.backend, "matched": matched, "time_jumps": jumps, "inputs": inputs}
 
     def destroy(self) -> None:
         """Destroy the subscriptions (the node stays)."""

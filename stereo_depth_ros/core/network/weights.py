@@ -3,12 +3,19 @@
 The ``.safetensors`` file holds the tensors and, in its string metadata, the network config
 (``"config"``, JSON) plus any extra fields; the sidecar ``<name>.json`` repeats the metadata for
 people and tools (training command, data seed, validation metrics).
+
+Atomic writes go through a temp file ``.<name>.<pid>.<random>.tmp`` in the target folder, fsynced,
+renamed over the target, and the folder fsynced so that the rename itself survives a power cut. A
+process killed in the middle leaves its temp file behind: :func:`remove_stale_temp_files` (the
+node calls it on start for its adapted-weights path) deletes those whose writer is gone.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,7 +27,8 @@ from safetensors.torch import load_file, save_file
 from .config import NetworkConfig
 from .model import StereoNet
 
-__all__ = ["DEFAULT_WEIGHTS", "WeightsError", "atomic_write_bytes", "save_weights", "load_weights", "load_model"]
+__all__ = ["DEFAULT_WEIGHTS", "WeightsError", "atomic_write_bytes", "remove_stale_temp_files", "save_weights",
+           "load_weights", "load_model"]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "stereo_net.safetensors"
 
@@ -29,11 +37,31 @@ class WeightsError(RuntimeError):
     """A weights file that exists but cannot be used (corrupt, wrong format, mismatched network)."""
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems refuse fsync on folders
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through an fsynced temp file in the same folder, a rename, and an
+    fsync of the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -47,6 +75,42 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_directory(path.parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files that writes of ``path`` (and its ``.json`` sidecar) left behind when
+    their process died (``.<name>.<pid>.<random>.tmp`` whose pid is not running, or the older
+    ``.<name>.<random>.tmp`` naming without a pid). Returns what was removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for name in {path.name, path.with_suffix(".json").name}:
+        pattern = re.compile(rf"^\.{re.escape(name)}\.(?:(\d+)\.)?[^.]+\.tmp$")
+        for candidate in path.parent.iterdir():
+            match = pattern.match(candidate.name)
+            if match is None or not candidate.is_file():
+                continue
+            pid = int(match.group(1)) if match.group(1) else None
+            if pid is not None and (pid == os.getpid() or _alive(pid)):
+                continue  # a write in progress
+            try:
+                candidate.unlink()
+                removed.append(candidate)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def save_weights(
@@ -79,7 +143,7 @@ def save_weights(
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     meta = {"format": "stereo_depth_ros/stereo_net", "config": config.to_dict(), **dict(metadata or {})}
     string_meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if path.parent.exists() else None)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent if path.parent.exists() else None)
     os.close(fd)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
