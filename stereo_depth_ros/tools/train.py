@@ -1,7 +1,10 @@
-"""Train the disparity network on the package's own synthetic stereo data (supervised).
+"""Train the disparity network on the package's own synthetic stereo data (supervised), or
+fine-tune it on real recordings without ground truth (``--unlabeled``, see
+:mod:`stereo_depth_ros.tools.train_unlabeled`).
 
     python -m stereo_depth_ros.tools.train --steps 20000 --device cuda --amp \
         --output stereo_depth_ros/weights/stereo_net.safetensors
+    python -m stereo_depth_ros.tools.train --unlabeled robot.bag --output robot.safetensors --max-minutes 60
 
 The training set is generated up front in worker processes (deterministic from ``--data-seed``),
 kept as uint8 images and float16 disparities (on the GPU when it fits), and sampled with random
@@ -192,7 +195,9 @@ def load_checkpoint(path: Path, model: StereoNet, optimizer: torch.optim.Optimiz
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--output", type=Path, default=DEFAULT_WEIGHTS, help="final weights (.safetensors + .json sidecar)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="final weights (.safetensors + .json sidecar); default: the shipped weights' file, or "
+                        "train_output/finetuned.safetensors with --unlabeled")
     p.add_argument("--checkpoint", type=Path, default=Path("train_output/checkpoint.safetensors"))
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--init-weights", type=Path, default=None,
@@ -223,7 +228,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--schedule-minutes", type=float, default=None,
                    help="train for this many minutes: the learning-rate schedule follows elapsed time instead of "
                         "steps (--steps becomes a cap); for a fixed device-time budget")
+    from .train_unlabeled import add_arguments, check_arguments
+
+    add_arguments(p)
     args = p.parse_args(argv)
+    check_arguments(p, args)
+    if args.output is None:
+        args.output = Path("train_output/finetuned.safetensors") if args.unlabeled else DEFAULT_WEIGHTS
+    if args.unlabeled and args.resume and not args.checkpoint.is_file():
+        p.error(f"--resume: no checkpoint at {args.checkpoint}")
     if not 0.0 <= args.near_fraction <= 1.0:
         p.error(f"--near-fraction: expected a fraction in [0, 1], got {args.near_fraction}")
     try:
@@ -238,6 +251,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.unlabeled:
+        from .train_unlabeled import run
+
+        return run(args, argv)
     command = "python -m stereo_depth_ros.tools.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     device = torch.device(args.device)
     torch.manual_seed(args.seed)

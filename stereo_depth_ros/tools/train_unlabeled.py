@@ -1,0 +1,303 @@
+"""``stereo_depth_train --unlabeled SOURCE...``: fine-tune the network on real stereo without ground truth.
+
+    python -m stereo_depth_ros.tools.train --unlabeled robot.bag frames/ ../some/middlebury/Scene \
+        --output robot.safetensors [--val-path labelled/ motorcycle] [--synthetic-fraction 0.25] \
+        [--max-minutes 60] [--resume]
+
+Sources: rosbag2 files or folders (sqlite3 and MCAP; the node's default topic names, remappable with
+``--left-image-topic`` ...), dataset folders in the layouts ``stereo_depth_evaluate`` reads (their
+ground truth is never read), plain folders of ``left_*.png`` / ``right_*.png`` pairs, and the
+built-in ``motorcycle``. Every frame's proxy labels (SGBM's confident disparities, background-filled
+holes; for the frame and its mirror) are computed once up front.
+
+Each step minimises the adapter's self-supervised loss (photometric + SGBM proxy + smoothness,
+:mod:`stereo_depth_ros.core.self_supervision`) on a batch of random crops with per-view colour
+jitter and mirror flips; every ``1 / --synthetic-fraction``-th step is instead a supervised batch
+of the package's synthetic data, so the synthetic prior is not forgotten. Validation every
+``--val-every`` steps: bad-2 / EPE on labelled held-out scenes (``--val-path``) when given,
+otherwise the photometric error and the proxy agreement on the held-out share of the frames
+(``--holdout-fraction``). Checkpoints (``--checkpoint``, every ``--checkpoint-every`` steps and at
+the end) allow ``--resume``; ``--max-minutes`` is a time budget. The weights are written once, at
+the end, atomically, with a JSON sidecar recording the command, every source (path, size,
+SHA-256), the frames used and held out, and the validation history. Bad input (a bag without the
+topics, pairs of different sizes, an empty folder, an unreadable image) ends with a one-line error
+before any file is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..core.adaptation import AdaptationConfig
+from ..core.network.supervision import supervised_loss
+from ..core.network.weights import DEFAULT_WEIGHTS, atomic_write_bytes, load_model, save_weights
+from ..core.self_supervision import self_supervised_loss
+from ..core.sgbm import SgbmBackend
+from ..core.unlabeled import (UnlabeledFrame, UnlabeledSet, describe_source, load_folder_source, make_unlabeled_batch,
+                              prepare_unlabeled_set)
+
+__all__ = ["add_arguments", "gather_frames", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of the unlabeled mode (added to ``stereo_depth_train``'s parser)."""
+    from ..bags import StereoTopics
+
+    g = p.add_argument_group("fine-tuning without ground truth (--unlabeled)")
+    g.add_argument("--unlabeled", nargs="+", default=None, metavar="SOURCE",
+                   help="rosbag2s, dataset folders, folders of left_*/right_* pairs, or 'motorcycle'")
+    g.add_argument("--synthetic-fraction", type=float, default=0.25,
+                   help="share of the steps that train on a supervised synthetic batch instead (0 = none)")
+    g.add_argument("--val-path", nargs="*", default=None, metavar="PATH",
+                   help="labelled held-out scenes (dataset folders or 'motorcycle') for bad-2 / EPE validation")
+    g.add_argument("--holdout-fraction", type=float, default=0.1,
+                   help="without --val-path: the share of the frames held out for the photometric validation")
+    g.add_argument("--bag-every", type=int, default=1, help="use every N-th frame of the bags")
+    for field, default in StereoTopics().__dict__.items():
+        if field != "ground_truth_depth":
+            g.add_argument(f"--{field.replace('_', '-')}-topic", dest=field, default=default,
+                           help=f"bag topic ({default})")
+
+
+def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not 0.0 <= args.synthetic_fraction < 1.0:
+        p.error(f"--synthetic-fraction: expected a fraction in [0, 1), got {args.synthetic_fraction}")
+    if not 0.0 <= args.holdout_fraction < 1.0:
+        p.error(f"--holdout-fraction: expected a fraction in [0, 1), got {args.holdout_fraction}")
+    if args.bag_every < 1:
+        p.error(f"--bag-every: expected an integer >= 1, got {args.bag_every}")
+
+
+def _is_bag(path: Path) -> bool:
+    return (path.is_dir() and (path / "metadata.yaml").is_file()) or path.suffix in (".mcap", ".db3")
+
+
+def gather_frames(args: argparse.Namespace) -> tuple[list[UnlabeledFrame], list[dict[str, Any]]]:
+    """Every source's frames, in order, and its description for the sidecar.
+
+    Raises:
+        ValueError: a source that cannot be used (the message names it); ``BagError`` is one.
+    """
+    from ..bags import StereoTopics, unlabeled_frames_from_bag
+
+    topics = StereoTopics(args.left_image, args.right_image, args.left_info, args.right_info)
+    frames: list[UnlabeledFrame] = []
+    sources = []
+    for source in args.unlabeled:
+        path = Path(source)
+        if path.exists() and _is_bag(path):
+            got, kind = unlabeled_frames_from_bag(path, topics, args.bag_every), "rosbag2"
+        else:
+            kind, got = load_folder_source(source)
+        if not got:
+            raise ValueError(f"{source}: expected stereo pairs, found none")
+        frames += got
+        sources.append(describe_source(source, kind, len(got)))
+    return frames, sources
+
+
+def _split(frames: list[UnlabeledFrame], fraction: float) -> tuple[list[UnlabeledFrame], list[UnlabeledFrame]]:
+    """Every k-th frame held out (k = 1 / fraction, at most the frame count: one at least), the rest
+    for training."""
+    if fraction <= 0 or len(frames) < 2:
+        return frames, []
+    k = max(2, min(round(1 / fraction), len(frames)))
+    held = [f for i, f in enumerate(frames) if i % k == k - 1]
+    return [f for i, f in enumerate(frames) if i % k != k - 1], held
+
+
+@torch.no_grad()
+def _validate_scenes(model: torch.nn.Module, scenes: list[Any], device: torch.device) -> dict[str, Any]:
+    """bad-2 (all GT pixels) and EPE per labelled scene, their medians."""
+    from ..core.metrics import evaluate_disparity
+    from ..core.network.estimator import image_to_tensor
+
+    model.eval()
+    per_scene = {}
+    for s in scenes:
+        pred = model(image_to_tensor(s.left, device), image_to_tensor(s.right, device)).disparity[0, 0].cpu().numpy()
+        e = evaluate_disparity(pred, s.disparity).all
+        per_scene[s.name] = {"bad2": e.bad2_pct, "epe": e.epe}
+    model.train()
+    return {"median_bad2": statistics.median(v["bad2"] for v in per_scene.values()),
+            "median_epe": statistics.median(v["epe"] for v in per_scene.values()), "scenes": per_scene}
+
+
+@torch.no_grad()
+def _validate_frames(model: torch.nn.Module, data: UnlabeledSet, config: AdaptationConfig,
+                     device: torch.device) -> dict[str, Any]:
+    """Photometric error and proxy agreement on held-out unlabeled frames (no ground truth)."""
+    model.eval()
+    photometric, agreement = [], []
+    for frame, (labels, _) in zip(data.frames, data.labels):
+        left = torch.from_numpy(frame.left).permute(2, 0, 1)[None].float().div(255).to(device)
+        right = torch.from_numpy(frame.right).permute(2, 0, 1)[None].float().div(255).to(device)
+        disparity = model(left, right).disparity
+        on = replace(labels, disparity=labels.disparity.to(device), valid=labels.valid.to(device),
+                     filled=labels.filled.to(device))
+        _, terms, _ = self_supervised_loss(disparity, left, right, replace(config, automask=False), on)
+        photometric.append(terms["photometric"])
+        agreement.append(terms["proxy_agreement"])
+    model.train()
+    return {"photometric": float(np.mean(photometric)), "proxy_agreement": float(np.nanmean(agreement)),
+            "frames": len(data)}
+
+
+def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Fine-tune on the unlabeled sources (see the module docstring); returns the exit status."""
+    from ..bags import BagError
+    from .train import Dataset, generate_dataset, learning_rate, load_checkpoint, make_batch, save_checkpoint
+
+    command = "python -m stereo_depth_ros.tools.train " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    started = time.time()
+    try:
+        frames, sources = gather_frames(args)
+        val_scenes = []
+        if args.val_path:
+            from ..core.datasets import load_scenes
+
+            val_scenes = list(load_scenes(args.val_path))
+        init = args.init_weights if args.init_weights is not None else DEFAULT_WEIGHTS
+        model, init_meta = load_model(init, device)
+    except (BagError, ValueError, OSError, RuntimeError) as exc:
+        print(f"[train] error: {exc}", file=sys.stderr)
+        return 2
+    train_frames, held = _split(frames, 0.0 if val_scenes else args.holdout_fraction)
+    print(f"[train] {len(frames)} unlabeled frames from {len(sources)} source(s): {len(train_frames)} for training, "
+          f"{len(held)} held out; {len(val_scenes)} labelled validation scene(s)", file=sys.stderr)
+    config = AdaptationConfig()
+    matcher = SgbmBackend(max_disparity=float(model.config.max_disparity), uniqueness_ratio=config.proxy_uniqueness_ratio,
+                          disp12_max_diff=config.proxy_lr_max_difference,
+                          speckle_window_size=config.proxy_speckle_window, speckle_range=config.proxy_speckle_range)
+    data = prepare_unlabeled_set(train_frames, matcher, progress=True)
+    held_data = prepare_unlabeled_set(held, matcher) if held else None
+    synthetic: Dataset | None = None
+    if args.synthetic_fraction > 0:
+        from ..core.synthetic import split_seeds
+
+        seeds = [s + args.data_seed for s in split_seeds("train", args.train_samples)]
+        synthetic = generate_dataset(seeds, args.width, args.height, args.domain, args.workers, "synthetic data")
+    every_synthetic = round(1 / args.synthetic_fraction) if args.synthetic_fraction > 0 else 0
+    data_seconds = time.time() - started
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    step = 0
+    if args.resume and args.checkpoint.is_file():
+        step = load_checkpoint(args.checkpoint, model, optimizer)
+        print(f"[train] resumed from {args.checkpoint} at step {step}", file=sys.stderr)
+
+    def validate() -> dict[str, Any]:
+        if val_scenes:
+            return _validate_scenes(model, val_scenes, device)
+        if held_data is not None:
+            return _validate_frames(model, held_data, config, device)
+        return {}
+
+    history = [{"step": step, **validate()}]
+    tqdm.write(f"[train] step {step}: validation {_short(history[-1])}", file=sys.stderr)
+    max_disp = float(model.config.max_disparity)
+    crop = tuple(args.crop)
+    model.train()
+    train_started = time.time()
+    step_seconds: list[float] = []
+    bar = tqdm(total=args.steps, initial=step, desc="train --unlabeled", file=sys.stderr, dynamic_ncols=True)
+    scheduled = args.schedule_minutes is not None
+    out_of_time = False
+    while step < args.steps:
+        t0 = time.perf_counter()
+        if scheduled:
+            progress, total = int((time.time() - train_started) / (60 * args.schedule_minutes) * 1_000_000), 1_000_000
+        else:
+            progress, total = step, args.steps
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(progress, total, args.lr, args.warmup if not scheduled else 20_000)
+        if every_synthetic and step % every_synthetic == every_synthetic - 1:
+            left, right, gt = make_batch(synthetic, step, args.seed, args.batch_size, crop, device)
+            loss, terms = supervised_loss(model(left, right), gt, torch.ones_like(gt, dtype=torch.bool), max_disp)
+            kind = "synthetic"
+        else:
+            left, right, labels = make_unlabeled_batch(data, step, args.seed, args.batch_size, crop, device)
+            loss, terms, _ = self_supervised_loss(model(left, right).disparity, left, right, config, labels)
+            kind = "real"
+        optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"step {step}: the {kind} loss is not finite; lower --lr")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        step += 1
+        step_seconds.append(time.perf_counter() - t0)
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{optimizer.param_groups[0]['lr']:.1e}")
+        out_of_time = args.max_minutes is not None and (time.time() - started) > 60 * args.max_minutes
+        out_of_time = out_of_time or (scheduled and time.time() - train_started > 60 * args.schedule_minutes)
+        if step % args.val_every == 0 or step == args.steps or out_of_time:
+            history.append({"step": step, **validate()})
+            tqdm.write(f"[train] step {step}: validation {_short(history[-1])}", file=sys.stderr)
+        if step % args.checkpoint_every == 0 or step == args.steps or out_of_time:
+            save_checkpoint(args.checkpoint, model, optimizer, step, {"command": command})
+        if out_of_time:
+            tqdm.write(f"[train] time budget reached at step {step}; checkpoint kept for --resume", file=sys.stderr)
+            break
+    bar.close()
+    train_seconds = time.time() - train_started
+    frame_names = lambda fs: [f.name for f in fs]  # noqa: E731
+    meta = {
+        "training_command": command,
+        "mode": "unlabeled fine-tuning (photometric + SGBM proxy + smoothness)",
+        "initialised_from": {"path": str(init), "training_command": init_meta.get("training_command"),
+                             "steps": init_meta.get("steps"), "initialised_from": init_meta.get("initialised_from")},
+        "sources": sources,
+        "frames": {"train": frame_names(train_frames), "held_out": frame_names(held)},
+        "validation_scenes": [s.name for s in val_scenes],
+        "loss": {k: v for k, v in config.__dict__.items() if k.startswith(("proxy", "photometric", "smoothness",
+                                                                             "image_loss", "automask"))},
+        "synthetic": ({"fraction": args.synthetic_fraction, "domain": args.domain, "train_samples": args.train_samples,
+                       "data_seed": args.data_seed, "resolution": [args.width, args.height]}
+                      if synthetic is not None else None),
+        "steps": step,
+        "batch_size": args.batch_size,
+        "crop": list(crop),
+        "lr": args.lr,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "step_seconds_median": float(np.median(step_seconds)) if step_seconds else math.nan,
+        "data_preparation_seconds": round(data_seconds, 1),
+        "training_seconds": round(train_seconds, 1),
+        "validation": history[-1],
+        "validation_history": history,
+        "stopped_early": step < args.steps,
+        "torch": torch.__version__,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    save_weights(model.cpu(), args.output, meta)
+    import json
+
+    atomic_write_bytes(args.checkpoint.with_suffix(".json"), (json.dumps(meta, indent=2, default=str) + "\n").encode())
+    print(f"[train] wrote {args.output} after {step} steps ({train_seconds / 60:.1f} min, "
+          f"{1000 * meta['step_seconds_median']:.0f} ms/step); validation {_short(history[-1])}", file=sys.stderr)
+    return 0
+
+
+def _short(v: dict[str, Any]) -> str:
+    if "median_bad2" in v:
+        return f"median bad-2 {v['median_bad2']:.2f} %, EPE {v['median_epe']:.2f} px"
+    if "photometric" in v:
+        return f"photometric {v['photometric']:.4f}, proxy agreement {100 * v['proxy_agreement']:.1f} %"
+    return "none (no held-out data)"

@@ -1,0 +1,110 @@
+"""Fine-tuning on unlabeled recordings: the robot workflow at toy size, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stereo_depth_ros.core.unlabeled import load_pair_folder, make_unlabeled_batch, prepare_unlabeled_set
+from stereo_depth_ros.core.sgbm import SgbmBackend
+from stereo_depth_ros.tools.make_bag import main as make_bag
+from stereo_depth_ros.tools.train import main as train
+
+TOY = ["--steps", "2", "--batch-size", "2", "--crop", "64", "96", "--val-every", "2", "--checkpoint-every", "2",
+       "--workers", "1", "--lr", "1e-5"]
+
+
+def write_pairs(folder: Path, count: int = 3, size: tuple[int, int] = (96, 128), shift: int = 4,
+                calib: bool = True) -> Path:
+    """Textured pairs at a constant disparity (right(x - d) = left(x)) with a calib.json."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    height, width = size
+    for k in range(count):
+        texture = cv2.GaussianBlur(rng.integers(0, 255, (height, width + shift, 3), dtype=np.uint8), (3, 3), 0.8)
+        cv2.imwrite(str(folder / f"left_{k:03d}.png"), texture[:, :width])
+        cv2.imwrite(str(folder / f"right_{k:03d}.png"), texture[:, shift:])
+    if calib:
+        (folder / "calib.json").write_text(json.dumps({"fx": 100.0, "cx": width / 2, "cy": height / 2, "baseline_m": 0.1}))
+        (folder / "timestamps.txt").write_text("\n".join(str(1_000_000_000 + 50_000_000 * k) for k in range(count)))
+    return folder
+
+
+def test_pairs_labels_and_batches(tmp_path):
+    frames = load_pair_folder(write_pairs(tmp_path / "pairs"))
+    assert [f.name for f in frames] == ["pairs/left_000.png", "pairs/left_001.png", "pairs/left_002.png"]
+    data = prepare_unlabeled_set(frames, SgbmBackend(max_disparity=32))
+    pair, mirrored = data.labels[0]
+    # The pair is a plane at 4 px; its mirror too (the flipped right view is the left one).
+    for labels in (pair, mirrored):
+        assert labels.density > 0.7
+        confident = labels.disparity[labels.valid].numpy()
+        assert np.mean(np.abs(confident - 4.0) <= 1.0) > 0.99
+    import torch
+
+    left, right, labels = make_unlabeled_batch(data, 3, 0, 4, (64, 96), torch.device("cpu"))
+    assert left.shape == right.shape == (4, 3, 64, 96) and labels.disparity.shape == (4, 1, 64, 96)
+    assert 0 <= float(left.min()) and float(left.max()) <= 1
+    again = make_unlabeled_batch(data, 3, 0, 4, (64, 96), torch.device("cpu"))
+    assert torch.equal(again[0], left)  # deterministic per step
+
+
+def test_robot_workflow_bag_to_weights_to_node(tmp_path):
+    """Record (here: a bag written from a folder of frames), fine-tune on it, run the node with the result."""
+    bag = tmp_path / "robot_bag"
+    assert make_bag([str(bag), "--from-frames", str(write_pairs(tmp_path / "frames", count=4))]) == 0
+    weights = tmp_path / "robot.safetensors"
+    assert train(["--unlabeled", str(bag), "--output", str(weights), "--checkpoint", str(tmp_path / "ck.safetensors"),
+                  "--synthetic-fraction", "0", *TOY]) == 0
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    assert meta["steps"] == 2 and meta["sources"][0]["kind"] == "rosbag2" and meta["sources"][0]["frames"] == 4
+    assert len(meta["sources"][0]["sha256"]) == 64 and meta["frames"]["held_out"]  # a frame held out for validation
+    assert 0 < meta["validation"]["proxy_agreement"] <= 1 and meta["step_seconds_median"] > 0
+
+    import yaml
+
+    from stereo_depth_ros.tools.replay import main as replay
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "device": "cpu", "sensor_qos": "reliable", "weights": str(weights), "adaptation": {"enabled": False}}}}))
+    out = tmp_path / "replay"
+    assert replay([str(bag), "--mode", "replay", "--output", str(out), "--params-file", str(params), "--lockstep",
+                   "--weights", str(weights)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["frames_published"] == 4 and report["node_returncode"] == 0
+    assert "robot.safetensors" in (out / "node.log").read_text()
+
+
+@pytest.mark.parametrize("problem", ["no_topics", "sizes", "empty", "corrupt", "missing_right"])
+def test_bad_input_ends_with_one_line_and_no_weights(tmp_path, capsys, problem):
+    source = tmp_path / "source"
+    if problem == "no_topics":
+        assert make_bag([str(source), "--frames", "2", "--size", "64x48", "--namespace", "/other"]) == 0
+    elif problem == "sizes":
+        write_pairs(source, count=2)
+        small = np.zeros((40, 60, 3), np.uint8)
+        cv2.imwrite(str(source / "right_001.png"), small)
+    elif problem == "empty":
+        source.mkdir()
+    elif problem == "corrupt":
+        write_pairs(source, count=2)
+        (source / "left_001.png").write_bytes(b"not a png")
+    elif problem == "missing_right":
+        write_pairs(source, count=2)
+        (source / "right_001.png").unlink()
+    weights = tmp_path / "w.safetensors"
+    capsys.readouterr()
+    assert train(["--unlabeled", str(source), "--output", str(weights), "--checkpoint", str(tmp_path / "ck.safetensors"),
+                  *TOY]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("[train] error: "), err
+    expected = {"no_topics": "lacks topic(s)", "sizes": "expected left and right of one size",
+                "empty": "expected a rosbag2, a dataset folder", "corrupt": "expected a readable image file",
+                "missing_right": "right_001.png (the pair of left_001.png)"}[problem]
+    assert expected in err[0]
+    assert not list(tmp_path.glob("w*")) and not list(tmp_path.glob("ck*"))
