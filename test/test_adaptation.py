@@ -1,5 +1,6 @@
 import logging
 import math
+import os
 import time
 from dataclasses import replace
 
@@ -202,7 +203,8 @@ def test_worker_adapts_newest_frame_and_swaps_weights_atomically(frames):
         results.append(result)
         worker_threads.append(torch.get_num_threads())
 
-    worker = AdaptationWorker(adapter, on_result=on_result, cpu_threads=1)
+    base_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    worker = AdaptationWorker(adapter, on_result=on_result, cpu_threads=1, nice=3)
     try:
         for left, right, _ in frames:
             worker.submit(left, right)  # faster than the worker: older pairs are dropped
@@ -214,6 +216,8 @@ def test_worker_adapts_newest_frame_and_swaps_weights_atomically(frames):
         assert worker.published == sum(r.status in ("adapted", "rolled_back") for r in results) >= 1
         # The worker's CPU thread setting is its own; the caller's is untouched.
         assert set(worker_threads) == {1} and torch.get_num_threads() == caller_threads
+        # Background work: only the worker thread runs at a lower priority.
+        assert worker.thread_nice == min(19, base_nice + 3) and os.getpriority(os.PRIO_PROCESS, 0) == base_nice
         index, model = worker.acquire()
         try:
             for a, b in zip(model.state_dict().values(), adapter.model.state_dict().values()):

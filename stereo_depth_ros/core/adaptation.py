@@ -36,6 +36,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -707,6 +708,9 @@ class AdaptationWorker:
         on_result: optional callback with every :class:`StepResult` (from the worker thread).
         cpu_threads: torch intra-op CPU threads of the worker thread (None: torch's default). With
             PyTorch's OpenMP backend this is per thread, so it does not change the caller's.
+        nice: raise the worker thread's Linux nice value by this much (0-19; ignored where threads
+            cannot be reniced): adaptation is background work, and on a CPU the frame path and
+            other processes should win the cores when they are short.
         compile: hand out the inference models wrapped in
             :class:`~stereo_depth_ros.core.network.compiled.CompiledStereoNet` (``torch.compile``;
             the adapted weights are copied into them in place, so the compiled graphs stay valid).
@@ -718,12 +722,17 @@ class AdaptationWorker:
         on_result: Callable[[StepResult], None] | None = None,
         cpu_threads: int | None = None,
         compile: bool = False,
+        nice: int = 0,
     ) -> None:
         self.adapter = adapter
         self.on_result = on_result
         if cpu_threads is not None and cpu_threads < 1:
             raise ValueError(f"cpu_threads: expected None or at least 1, got {cpu_threads}")
+        if not 0 <= nice <= 19:
+            raise ValueError(f"nice: expected 0 to 19, got {nice}")
         self._cpu_threads = cpu_threads
+        self._nice = nice
+        self.thread_nice: int | None = None  # the worker thread's nice value once it runs (None: unknown)
         device = next(adapter.model.parameters()).device
         self._models = [prepare_for_inference(copy.deepcopy(adapter.model), device) for _ in range(2)]
         for b in self._models:
@@ -826,7 +835,20 @@ class AdaptationWorker:
             self._current = spare
             self.published += 1
 
+    def _renice(self) -> None:
+        """On Linux a thread has its own nice value: lower this one's priority by ``nice``."""
+        if not hasattr(os, "setpriority"):
+            return
+        try:
+            tid = threading.get_native_id()
+            if self._nice:
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self._nice))
+            self.thread_nice = os.getpriority(os.PRIO_PROCESS, tid)
+        except OSError as exc:
+            log.warning("could not lower the adaptation thread's priority (nice +%d): %s", self._nice, exc)
+
     def _run(self) -> None:
+        self._renice()
         if self._cpu_threads is not None:
             torch.set_num_threads(self._cpu_threads)  # this thread's OpenMP setting only
         while True:

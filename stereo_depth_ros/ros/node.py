@@ -36,6 +36,7 @@ from stereo_msgs.msg import DisparityImage
 from ..core import pointcloud
 from ..core.adaptation import AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default
 from ..core.camera import StereoCamera
+from ..core.cpu_threads import ThreadCountTuner
 from ..core.masks import compute_validity
 from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
@@ -182,6 +183,9 @@ class StereoDepthNode(Node):
         self.device = resolve_device(self.config.device)
         set_gil_switch_interval(self.config.gil_switch_interval_ms)  # process-wide, see its docstring
         self._network_threads = self.config.cpu_threads or _DEFAULT_TORCH_THREADS
+        # cpu_threads 0: measure 1 thread against all cores while running (a shared CPU favours 1).
+        self.thread_tuner = (ThreadCountTuner((1, _DEFAULT_TORCH_THREADS))
+                             if self.config.cpu_threads == 0 and _DEFAULT_TORCH_THREADS > 1 else None)
         adapted = self.config.adaptation_weights_path or None
         if adapted is not None:  # temp files of saves interrupted by a kill
             for stale in remove_stale_temp_files(adapted):
@@ -195,7 +199,8 @@ class StereoDepthNode(Node):
         self.adapter = OnlineAdapter(model, self.config.adaptation())
         self.worker = AdaptationWorker(self.adapter, on_result=self._on_adaptation,
                                        cpu_threads=ADAPTATION_CPU_THREADS if self.device.type == "cpu" else None,
-                                       compile=self.config.compile)
+                                       compile=self.config.compile,
+                                       nice=self.config.adaptation_thread_nice if self.device.type == "cpu" else 0)
         self.worker.set_enabled(self.config.adaptation_enabled and self.config.adaptation_mode != "none")
         cuda = self.device.type == "cuda"
         self._staging = PinnedBuffers(self.device) if cuda else None
@@ -289,7 +294,10 @@ class StereoDepthNode(Node):
             self._cond.notify()
 
     def _process_loop(self) -> None:
+        tuner = self.thread_tuner if self.device.type == "cpu" else None
         if self.device.type == "cpu":
+            if tuner is not None:
+                self._network_threads = tuner.threads()
             torch.set_num_threads(self._network_threads)  # this thread's OpenMP setting only
         while True:
             with self._cond:
@@ -298,8 +306,14 @@ class StereoDepthNode(Node):
                 if self._stop:
                     return
                 frame, self._slot = self._slot, None
+            if tuner is not None and tuner.threads() != self._network_threads:
+                self._network_threads = tuner.threads()
+                torch.set_num_threads(self._network_threads)
+            started = time.monotonic()
             try:
                 self._process(frame)
+                if tuner is not None:
+                    tuner.record(self._network_threads, time.monotonic() - started)
             except FrameRejected as exc:
                 self._reject(exc.key, str(exc))
             except (ConversionError, ValueError) as exc:
@@ -592,7 +606,9 @@ class StereoDepthNode(Node):
             kv("output_rate_hz", _rate(s.output_times, now)), kv("frames_processed", s.processed),
             kv("latency_p50_ms", p50), kv("latency_p95_ms", p95), kv("processing_median_ms", proc),
             kv("valid_ratio", s.valid_ratio), kv("photometric_error_mean", s.photometric_error),
-            kv("consistency_icp_rmse_m", s.icp_rmse), kv("consistency_icp_fitness", s.icp_fitness)]))
+            kv("consistency_icp_rmse_m", s.icp_rmse), kv("consistency_icp_fitness", s.icp_fitness),
+            kv("cpu_threads", self._network_threads if self.device.type == "cpu" else 0),
+            kv("cpu_threads_auto", self.thread_tuner is not None)]))
 
         stats = self.adapter.stats()
         logs = self._log_bridge.snapshot()

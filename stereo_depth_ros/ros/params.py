@@ -76,8 +76,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("inference_height", 0, "Network input height in pixels (0 = the image height).", True, 0, 4096),
     ParamSpec("inference_scale", 1.0, "Run the network at this fraction of the image size (when inference_width/height "
               "are 0); disparity is resized and rescaled. Trades accuracy for speed on CPU.", True, 0.1, 1.0),
-    ParamSpec("cpu_threads", 0, "Torch CPU threads of the frame processing (0 = torch's default, the core "
-              "count); the adaptation thread uses one.", True, 0, 256),
+    ParamSpec("cpu_threads", 0, "Torch CPU threads of the frame processing; 0 = auto: the node measures 1 thread "
+              "against all cores while it runs and keeps the faster (1 wins when another process shares the CPU). "
+              "The adaptation thread uses one.", True, 0, 256),
     ParamSpec("gil_switch_interval_ms", 0.5, "Python's thread switch interval for the whole process "
               "(sys.setswitchinterval, milliseconds), set when the node starts; 0 keeps the interpreter's (5 ms). "
               "Short enough that the executor gets the GIL to take incoming pairs while the frame thread computes.",
@@ -145,6 +146,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "disables).", False, 0, 10000),
     ParamSpec("adaptation.adapt_every", 1, "Adapt on every N-th processed frame.", False, 1, 1000),
     ParamSpec("adaptation.weights_path", "", "Where adapted weights are saved (empty: never saved).", True),
+    ParamSpec("adaptation.thread_nice", 4, "Raise the adaptation thread's nice value by this much on CPU (Linux; 0-19): "
+              "adaptation is background work and yields the cores to the frame path and other processes.", True, 0, 19),
     ParamSpec("adaptation.resume", False, "Start from adaptation.weights_path when it loads (else the shipped weights).", True),
     ParamSpec("adaptation.save_period", 300.0, "Save adapted weights every this many seconds (0: only on shutdown/service).", False, 0.0, 86400.0),
     # --- outputs (live)
@@ -209,6 +212,7 @@ class NodeConfig:
     adaptation_proxy_speckle_window: int
     adaptation_adapt_every: int
     adaptation_weights_path: str
+    adaptation_thread_nice: int
     adaptation_resume: bool
     adaptation_save_period: float
     output_depth_mm: bool
