@@ -142,3 +142,23 @@ def test_adapting_on_a_real_pair_cuts_its_error():
     photometric = bad2(AdaptingBackend(model, replace(AdaptationConfig(), proxy="none"), 15)(scene.left, scene.right))
     assert adapted < 0.85 * frozen, (frozen, adapted)
     assert adapted < photometric, (adapted, photometric)
+
+
+def test_masks_trade_density_for_accuracy_on_the_real_motorcycle_pair():
+    """What the node publishes on a real pair (quarter-size Middlebury Motorcycle, shipped with
+    scikit-image): its trusted pixels are far more accurate than the dense map; the single-pass
+    mode (no left-right check, no second network pass) trusts more pixels, less accurately."""
+    pytest.importorskip("skimage")
+    from stereo_depth_ros.core.datasets import motorcycle_sample, scale_sample
+    from stereo_depth_ros.core.metrics import evaluate_disparity
+    from stereo_depth_ros.core.network.weights import load_model
+    from stereo_depth_ros.core.test_time import MaskedNetworkBackend, NetworkBackend
+
+    scene = scale_sample(motorcycle_sample(), 0.5)
+    model, _ = load_model()
+    dense = evaluate_disparity(NetworkBackend(model)(scene.left, scene.right), scene.disparity)
+    two = evaluate_disparity(MaskedNetworkBackend(model)(scene.left, scene.right), scene.disparity)
+    one = evaluate_disparity(MaskedNetworkBackend(model, single_pass=True)(scene.left, scene.right), scene.disparity)
+    assert dense.density == pytest.approx(100.0)
+    assert 30 < two.density < one.density < 99, (two.density, one.density)
+    assert two.valid.bad2_pct < one.valid.bad2_pct < dense.all.bad2_pct, (two.valid.bad2_pct, one.valid.bad2_pct)

@@ -4,6 +4,8 @@ Two disparity backends with the ``(left, right) -> (H, W) disparity`` interface 
 tool (numpy ``(H, W, 3)`` float images in ``[0, 1]`` in, pixels out):
 
 * :class:`NetworkBackend`: the network as it is (frozen), at an optional inference scale;
+* :class:`MaskedNetworkBackend`: the same, with the node's validity masks applied (untrusted
+  pixels NaN), in its two-pass (left-right check) or single-pass mode;
 * :class:`AdaptingBackend`: adapts the network with :class:`~.adaptation.OnlineAdapter` for
   ``steps`` steps on the pair it is given, then predicts it. Per scene (``continual=False``)
   every pair starts from the same initial weights; ``continual=True`` carries one adapter (and
@@ -25,9 +27,11 @@ import torch
 from .adaptation import AdaptationConfig, OnlineAdapter
 from .network.estimator import image_to_tensor, prepare_for_inference
 from .network.model import StereoNet
-from .pipeline import predict_left, resize_images, scaled_size
+from .camera import StereoCamera
+from .masks import ValidityConfig
+from .pipeline import predict_left, process_frame, resize_images, scaled_size
 
-__all__ = ["NetworkBackend", "AdaptingBackend"]
+__all__ = ["NetworkBackend", "MaskedNetworkBackend", "AdaptingBackend"]
 
 
 def _pair(left: np.ndarray, right: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,6 +68,40 @@ class NetworkBackend:
         """``(H, W, 3)`` images -> ``(H, W)`` float32 disparity in pixels at the image size."""
         lt, rt = _pair(left, right, self.device)
         return predict_left(self.model, lt, rt, self.size_for(*lt.shape[-2:]))[0, 0].float().cpu().numpy()
+
+
+class MaskedNetworkBackend(NetworkBackend):
+    """The network with the node's validity masks: what the node publishes as valid, NaN elsewhere.
+
+    The masks' image tests (left-right check unless ``single_pass``, occlusion, photometric error)
+    use the node's default thresholds; the depth-range test is left out (it needs the rig's metric
+    calibration and removes nothing on a dataset scene).
+
+    Args:
+        model, device, inference_scale, name, metadata: as :class:`NetworkBackend`.
+        single_pass: no left-right check, so no second (mirrored) network pass, as the node with
+            ``validity.left_right_check: false``.
+    """
+
+    def __init__(self, model: StereoNet, device: str | torch.device = "cpu", inference_scale: float = 1.0,
+                 name: str | None = None, metadata: dict[str, Any] | None = None, single_pass: bool = False) -> None:
+        super().__init__(model, device, inference_scale, name or ("network_single_pass" if single_pass else "network_masked"),
+                         metadata)
+        self.single_pass = bool(single_pass)
+        defaults = ValidityConfig()
+        self.validity_config = ValidityConfig(lr_max_difference=None if single_pass else defaults.lr_max_difference,
+                                              photometric_max=defaults.photometric_max, min_depth=0.0, max_depth=1e12)
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` images -> ``(H, W)`` float32 disparity in pixels, NaN where not trusted."""
+        lt, rt = _pair(left, right, self.device)
+        height, width = lt.shape[-2:]
+        # Unit focal length and baseline: only image-space tests are active (see the class docstring).
+        camera = StereoCamera(width, height, 1.0, 1.0, (width - 1) / 2.0, (height - 1) / 2.0, (width - 1) / 2.0, 1.0)
+        with torch.no_grad():
+            result = process_frame(self.model, lt, rt, camera, self.validity_config, self.size_for(height, width))
+        disparity = result.disparity_left[0, 0].float().cpu().numpy()
+        return np.where(result.validity.mask[0, 0].cpu().numpy(), disparity, np.nan).astype(np.float32)
 
 
 class AdaptingBackend:

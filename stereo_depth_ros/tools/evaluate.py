@@ -423,6 +423,7 @@ def _medians(sample_reports: list[dict[str, Any]], names: Sequence[str]) -> dict
         nocc = [r["metrics_nocc"][name] for r in sample_reports if name in r.get("metrics_nocc", {})]
         entry = {key: median([row["all"][key] for row in rows]) for key in ("bad1", "bad2", "bad3", "epe")}
         entry["density"] = median([row["density"] for row in rows])
+        entry["valid_bad2"] = median([row["valid"]["bad2"] for row in rows if "valid" in row])
         entry["nocc_bad2"] = median([row["all"]["bad2"] for row in nocc])
         entry["nocc_epe"] = median([row["all"]["epe"] for row in nocc])
         entry["nocc_samples"] = len(nocc)
@@ -440,12 +441,13 @@ def scene_table(report: dict[str, Any]) -> str:
     medians = report["median"]
     lines.append("| **median** | " + " | ".join(f"**{_fmt(medians[n]['bad2'], 1)}**" for n in names) + " |")
     lines += ["", "| method | median bad-1 % | median bad-2 % | median bad-3 % | median EPE px | median density % | "
-              "median bad-2 % non-occluded | median EPE px non-occluded |", "|---|---|---|---|---|---|---|---|"]
+              "median bad-2 % on its trusted pixels | median bad-2 % non-occluded | median EPE px non-occluded |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         m = medians[n]
         nocc = f" ({m['nocc_samples']} scenes)" if m["nocc_samples"] and m["nocc_samples"] != report["num_samples"] else ""
         lines.append(f"| {n} | {_fmt(m['bad1'], 1)} | {_fmt(m['bad2'], 1)} | {_fmt(m['bad3'], 1)} | {_fmt(m['epe'], 2)} | "
-                     f"{_fmt(m['density'], 1)} | {_fmt(m['nocc_bad2'], 1)}{nocc} | {_fmt(m['nocc_epe'], 2)} |")
+                     f"{_fmt(m['density'], 1)} | {_fmt(m.get('valid_bad2'), 1)} | {_fmt(m['nocc_bad2'], 1)}{nocc} | {_fmt(m['nocc_epe'], 2)} |")
     lines += ["", "All GT pixels, holes and untrusted pixels counted as errors; medians over scenes.", ""]
     return "\n".join(lines)
 
@@ -569,6 +571,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "scene re-evaluated with its final weights")
     p.add_argument("--adapt-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="adaptation settings of the adapting arms (AdaptationConfig fields)")
+    p.add_argument("--masks", action="store_true",
+                   help="also evaluate what the node publishes: the network with its validity masks, two-pass "
+                        "(left-right check) and single-pass (validity.left_right_check false); see the density and "
+                        "the bad-2 on the trusted pixels")
     p.add_argument("--seed", type=int, default=0, help="seed of the adaptation's block sampling (mad mode)")
     p.add_argument("--max-disparity", type=float, default=None,
                    help="SGBM search range (px); default: each scene's known range, else 192 * width / 640")
@@ -634,7 +640,7 @@ def _samples(args: argparse.Namespace) -> tuple[list[EvalSample] | Iterable[Eval
 
 
 def _backends(args: argparse.Namespace) -> list[Any]:
-    from ..core.test_time import AdaptingBackend, NetworkBackend
+    from ..core.test_time import AdaptingBackend, MaskedNetworkBackend, NetworkBackend
 
     backends: list[Any] = []
     if args.backend == "network":
@@ -645,6 +651,10 @@ def _backends(args: argparse.Namespace) -> list[Any]:
 
         model, meta = load_model(args.weights, args.device)
         backends.append(NetworkBackend(model, args.device, args.inference_scale, metadata=meta))
+        if args.masks:
+            for single_pass in (False, True):
+                backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta,
+                                                     single_pass=single_pass))
         if args.adapt_steps:
             config = replace(AdaptationConfig(), **args.adapt_overrides)
             arms = [("adapted", config, False), ("adapted_photometric", replace(config, proxy="none"), False)]
