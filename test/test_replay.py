@@ -85,11 +85,17 @@ def test_replay_through_the_live_node_agrees_with_offline(bag, tmp_path):
 def test_demo_runs_the_node_on_a_replayed_bag(tmp_path, capsys):
     from stereo_depth_ros.tools.demo import main as demo
 
-    assert demo(["--output", str(tmp_path / "demo"), "--frames", "4", "--scale", "0.25"]) == 0
+    assert demo(["--output", str(tmp_path / "demo"), "--frames", "4", "--scale", "0.25",
+                 "--images", str(tmp_path / "images")]) == 0
     printed = capsys.readouterr().out
     assert "| with adaptation (node) |" in printed and "| SGBM (stereo_image_proc) |" in printed
     assert "frames published 4/4" in printed
     assert (tmp_path / "demo" / "report" / "report.md").is_file() and (tmp_path / "demo" / "summary.md").is_file()
+    import cv2
+
+    mosaic = cv2.imread(str(tmp_path / "images" / "demo.png"))  # the README's picture: 2x2 tiles 360 px wide
+    assert mosaic.shape[1] == 720 and mosaic.std() > 10
+    assert cv2.imread(str(tmp_path / "images" / "error_over_time.png")).shape[1] == 720
 
 
 def test_replay_reports_the_nodes_adaptation_per_frame(bag, tmp_path):

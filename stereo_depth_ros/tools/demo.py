@@ -143,6 +143,34 @@ def _summary_table(report: dict, rows: Sequence[tuple[str, str]]) -> list[str]:
     return lines
 
 
+def readme_images(left_rgb: np.ndarray, report_dir: Path, images_dir: Path, tile_width: int = 360) -> list[Path]:
+    """The README's pictures from a demo report: ``demo.png`` (left image, depth, reconstruction
+    error and the rendered point cloud of the last frame, 2x2) and ``error_over_time.png``."""
+    tiles = [cv2.cvtColor(left_rgb, cv2.COLOR_RGB2BGR)]
+    for name in ("depth_last_frame.png", "reconstruction_error_last_frame.png", "cloud_last_frame.png"):
+        tile = cv2.imread(str(report_dir / name), cv2.IMREAD_COLOR)
+        if tile is None:
+            raise FileNotFoundError(f"the demo report has no {name} in {report_dir}")
+        tiles.append(tile)
+    height = round(tile_width * tiles[0].shape[0] / tiles[0].shape[1])
+    tiles = [cv2.resize(t, (tile_width, height), interpolation=cv2.INTER_AREA) for t in tiles]
+    for tile, label in zip(tiles, ("left image", "depth (node)", "reconstruction error", "point cloud")):
+        cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+    mosaic = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
+    plot = cv2.imread(str(report_dir / "error_over_time.png"), cv2.IMREAD_COLOR)
+    if plot is None:
+        raise FileNotFoundError(f"the demo report has no error_over_time.png in {report_dir}")
+    plot = cv2.resize(plot, (2 * tile_width, round(2 * tile_width * plot.shape[0] / plot.shape[1])),
+                      interpolation=cv2.INTER_AREA)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, image in (("demo.png", mosaic), ("error_over_time.png", plot)):
+        if not cv2.imwrite(str(images_dir / name), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+            raise OSError(f"could not write {images_dir / name}")
+        written.append(images_dir / name)
+    return written
+
+
 def run_node_demo(args: argparse.Namespace) -> int:
     """The real-scene demo (see the module docstring), then the synthetic part with ``--synthetic``."""
     from ..bags import StereoTopics, scene_frames, write_frames, write_synthetic_bag
@@ -179,6 +207,9 @@ def run_node_demo(args: argparse.Namespace) -> int:
           f"{adaptation.get('proxy', '?')}, steps {adaptation.get('steps', '?')}, rollbacks "
           f"{adaptation.get('rollbacks', '?')}; frames published {report['frames_published']}/{report['frames']})")
     text = ["# Demo: the node on the real Motorcycle pair", "", *lines, "", markdown(report)]
+    if args.images:
+        written = readme_images((np.clip(scene.left, 0, 1) * 255).round().astype(np.uint8), out / "report", Path(args.images))
+        _say("README pictures: " + ", ".join(str(p) for p in written))
     if args.synthetic:
         synthetic_bag = out / "synthetic_bag"
         if synthetic_bag.exists():
@@ -210,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="node demo: also replay a synthetic sequence of the unseen 'outdoor' domain")
     p.add_argument("--synthetic-frames", type=int, default=120, help="node demo: frames of the synthetic part")
     p.add_argument("--size", default="320x240", help="node demo: image size of the synthetic part")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="node demo: also write the README's pictures (demo.png, error_over_time.png) into DIR, "
+                        "e.g. docs/images")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--domain", default="indoor", help="--pair: synthetic domain")
     p.add_argument("--width", type=int, default=640)
