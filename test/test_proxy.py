@@ -162,3 +162,37 @@ def test_masks_trade_density_for_accuracy_on_the_real_motorcycle_pair():
     assert dense.density == pytest.approx(100.0)
     assert 30 < two.density < one.density < 99, (two.density, one.density)
     assert two.valid.bad2_pct < one.valid.bad2_pct < dense.all.bad2_pct, (two.valid.bad2_pct, one.valid.bad2_pct)
+
+
+def test_the_photometric_gate_keeps_labels_that_reconstruct_better_and_holds_the_reference():
+    """Depth Hints' rule on an analytic pair (true disparity 6 px, textured), then a flat pair."""
+    from stereo_depth_ros.core.losses import photometric_error
+    from stereo_depth_ros.core.self_supervision import gate_labels
+    from stereo_depth_ros.core.warping import warp_right_to_left
+
+    left, right = (as_tensor(x) for x in shifted_pair(6))
+    inside = (slice(None), slice(None), slice(4, -4), slice(16, -4))  # away from borders and out-of-view columns
+
+    def error_of(value: float) -> torch.Tensor:
+        recon, _ = warp_right_to_left(right, torch.full((1, 1, 48, 96), value), padding_mode="border")
+        return photometric_error(recon, left)
+
+    ones = torch.ones(1, 1, 48, 96, dtype=torch.bool)
+    none = torch.zeros_like(ones)
+    right_label = ProxyLabels(torch.full((1, 1, 48, 96), 6.0), ones, none)
+    wrong_label = ProxyLabels(torch.full((1, 1, 48, 96), 9.0), ones, none)
+    # Without a reference: a right label is kept against a wrong prediction, a wrong one dropped.
+    assert gate_labels(right_label, left, right, error_of(8.0), margin=0.2).valid[inside].all()
+    assert not gate_labels(wrong_label, left, right, error_of(6.0), margin=0.2).valid[inside].any()
+    # With the reference (right, 6 px): a wrong SGBM label loses to it; the reference is the label.
+    wrong_label.reference = torch.full((1, 1, 48, 96), 6.0)
+    gated = gate_labels(wrong_label, left, right, error_of(8.0), margin=0.2)
+    assert gated.valid[inside].all() and (gated.disparity[inside] == 6.0).all()
+    # A flat pair: no label can be told from the prediction; the reference holds the prediction.
+    flat = torch.full((1, 3, 48, 96), 0.5)
+    flat_error = torch.zeros(1, 1, 48, 96)  # every warp of a flat image reconstructs it exactly
+    labels = ProxyLabels(torch.full((1, 1, 48, 96), 9.0), ones, none, reference=torch.full((1, 1, 48, 96), 3.0))
+    gated = gate_labels(labels, flat, flat, flat_error, margin=0.2)
+    assert gated.valid.all() and (gated.disparity == 3.0).all() and not gated.filled.any()
+    with pytest.raises(ValueError, match="margin"):
+        gate_labels(labels, flat, flat, flat_error, margin=1.0)

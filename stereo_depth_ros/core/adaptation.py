@@ -107,6 +107,16 @@ class AdaptationConfig:
         proxy_truncation: largest per-pixel proxy penalty (pixels at the adaptation size), so that
             a wrong label pulls with a bounded force.
         proxy_fill_weight: weight of the labels SGBM's holes get from the background (0: none).
+        proxy_gate: ``"photometric"``: a label counts only where the right image warped through it
+            reconstructs the left image better than the current prediction does (the Depth Hints
+            rule, Watson et al. 2019), so that SGBM's mistakes on weakly textured surfaces, where
+            its checks let many through, do not pull; ``"none"``: every label counts.
+        proxy_gate_margin: with the photometric gate, a label must lower the per-pixel image error
+            below ``(1 - margin)`` times the prediction's to count.
+        proxy_reference: with the photometric gate, the network's own prediction before
+            adaptation is a second candidate label (one extra forward pass of a frozen copy per
+            step): where it reconstructs better than both SGBM and the current prediction it holds
+            the prediction there, so adaptation cannot wander where the images cannot judge.
         proxy_uniqueness_ratio, proxy_lr_max_difference, proxy_speckle_window, proxy_speckle_range:
             SGBM's uniqueness margin (%), left-right check (pixels), speckle filter size (pixels, 0
             disables) and range (pixels): what makes a label confident.
@@ -156,6 +166,9 @@ class AdaptationConfig:
     proxy_weight: float = 1.0
     proxy_truncation: float = 10.0
     proxy_fill_weight: float = 1.0
+    proxy_gate: Literal["photometric", "none"] = "photometric"
+    proxy_reference: bool = True
+    proxy_gate_margin: float = 0.2
     proxy_uniqueness_ratio: int = 10
     proxy_lr_max_difference: int = 1
     proxy_speckle_window: int = 100
@@ -171,6 +184,10 @@ class AdaptationConfig:
             raise ValueError(f"image_loss: expected 'ssim_l1' or 'census', got {self.image_loss!r}")
         if self.proxy not in ("sgbm", "none"):
             raise ValueError(f"proxy: expected 'sgbm' or 'none', got {self.proxy!r}")
+        if not 0.0 <= self.proxy_gate_margin < 1.0:
+            raise ValueError(f"proxy_gate_margin: expected a fraction in [0, 1), got {self.proxy_gate_margin!r}")
+        if self.proxy_gate not in ("photometric", "none"):
+            raise ValueError(f"proxy_gate: expected 'photometric' or 'none', got {self.proxy_gate!r}")
         check_positive(self.proxy_weight, "proxy_weight", allow_zero=True)
         check_positive(self.proxy_truncation, "proxy_truncation")
         check_positive(self.proxy_fill_weight, "proxy_fill_weight", allow_zero=True)
@@ -256,6 +273,7 @@ class OnlineAdapter:
         self.model = model
         self.config = config or AdaptationConfig()
         self._initial = _state_copy(model)
+        self._reference_model: StereoNet | None = None  # built on first use (proxy_reference)
         names = {id(p): n for n, p in model.named_parameters()}
         self._initial_params = {p: self._initial[names[id(p)]] for p in model.parameters()}
         self._snapshots: deque[dict[str, torch.Tensor]] = deque(maxlen=self.config.snapshot_ring)
@@ -322,7 +340,16 @@ class OnlineAdapter:
             self._proxy_matcher = SgbmBackend(max_disparity=float(self.model.config.max_disparity),
                                               uniqueness_ratio=uniqueness, disp12_max_diff=lr_max,
                                               speckle_window_size=window, speckle_range=span)
-        return sgbm_proxy(left, right, self._proxy_matcher, fill=self.config.proxy_fill_weight > 0)
+        labels = sgbm_proxy(left, right, self._proxy_matcher, fill=self.config.proxy_fill_weight > 0)
+        if self.config.proxy_reference and self.config.proxy_gate == "photometric":
+            if self._reference_model is None:  # the weights adaptation started from, frozen
+                self._reference_model = copy.deepcopy(self.model).eval()
+                self._reference_model.load_state_dict(self._initial)
+                for p in self._reference_model.parameters():
+                    p.requires_grad_(False)
+            with torch.no_grad():
+                labels.reference = self._reference_model(left, right).disparity.float()
+        return labels
 
     def compute_loss(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], float]:
         """See :meth:`_loss`; also records the prediction's statistics for the drift guards."""

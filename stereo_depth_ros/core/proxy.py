@@ -48,11 +48,15 @@ class ProxyLabels:
         disparity: ``(B, 1, H, W)`` float32 label in pixels (0 where there is none).
         valid: ``(B, 1, H, W)`` bool, the matcher's own confident pixels.
         filled: ``(B, 1, H, W)`` bool, holes given the background's disparity (disjoint from ``valid``).
+        reference: optional ``(B, 1, H, W)`` disparity of the network as it was before adaptation
+            (pixels): a second hypothesis for the photometric gate
+            (:func:`~stereo_depth_ros.core.self_supervision.gate_labels`).
     """
 
     disparity: torch.Tensor
     valid: torch.Tensor
     filled: torch.Tensor
+    reference: torch.Tensor | None = None
 
     @property
     def density(self) -> float:

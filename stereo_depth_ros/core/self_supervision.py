@@ -12,7 +12,7 @@ multi-scale options around this; ``stereo_depth_train --unlabeled`` uses it as i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -24,7 +24,7 @@ from .warping import warp_right_to_left
 if TYPE_CHECKING:
     from .adaptation import AdaptationConfig
 
-__all__ = ["self_supervised_loss"]
+__all__ = ["self_supervised_loss", "gate_labels"]
 
 
 def self_supervised_loss(
@@ -70,7 +70,63 @@ def self_supervised_loss(
     if c.proxy != "none":
         if labels is None:
             raise ValueError(f"labels: expected proxy labels with proxy={c.proxy!r}, got None")
+        if c.proxy_gate == "photometric":
+            labels = gate_labels(labels, left, right, error.detach(), image_error, c.proxy_gate_margin)
         proxy, stats = proxy_loss(disparity, labels, c.proxy_truncation, c.proxy_fill_weight)
         loss = loss + c.proxy_weight * proxy
         terms.update(proxy=float(proxy.detach()), proxy_density=stats["density"], proxy_agreement=stats["agreement"])
     return loss, terms, valid_fraction
+
+
+def gate_labels(
+    labels: ProxyLabels, left: torch.Tensor, right: torch.Tensor, prediction_error: torch.Tensor,
+    image_error: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = photometric_error,
+    margin: float = 0.0,
+) -> ProxyLabels:
+    """Keep only the labels that explain the images better than the prediction (Depth Hints).
+
+    Without ``labels.reference``: SGBM's label counts where warping through it gives a per-pixel
+    image error below ``(1 - margin)`` times the prediction's. With the reference (the network's
+    disparity before adaptation) SGBM's label must beat both the prediction and the reference that
+    way; elsewhere the reference is the label wherever the prediction does not reconstruct better
+    than it. So the network moves where the images clearly say so, and where they cannot tell
+    (weak texture: every candidate reconstructs about equally) it is held where it started instead
+    of wandering.
+
+    Args:
+        labels: proxy labels ``(B, 1, H, W)``.
+        left, right: ``(B, 3, H, W)`` images in ``[0, 1]``.
+        prediction_error: ``(B, 1, H, W)`` per-pixel image error of the right image warped through
+            the current prediction (no gradient needed).
+        image_error: the per-pixel error used for ``prediction_error``.
+        margin: a candidate must beat the prediction's error by this fraction (``[0, 1)``): where the
+            images barely tell the two apart, nothing pulls.
+
+    Returns:
+        The chosen labels: ``valid`` (SGBM's confident pixels, and reference pixels), ``filled``
+        (background-filled holes), both cleared where no candidate beats the prediction.
+    """
+    check_tensor(prediction_error, "prediction_error", ("B", 1, "H", "W"))
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin: expected a fraction in [0, 1), got {margin!r}")
+    threshold = (1.0 - margin) * prediction_error
+
+    def error_through(disparity: torch.Tensor) -> torch.Tensor:
+        recon, _ = warp_right_to_left(right, disparity.to(right.dtype), padding_mode="border")
+        return image_error(recon, left)
+
+    with torch.no_grad():
+        labelled = labels.valid | labels.filled
+        proxy_error = torch.where(labelled, error_through(labels.disparity), torch.full_like(prediction_error, float("inf")))
+        if labels.reference is None:
+            better = proxy_error < threshold
+            return ProxyLabels(labels.disparity, labels.valid & better, labels.filled & better)
+        reference_error = error_through(labels.reference)
+        # SGBM must clearly beat both the prediction and the reference; elsewhere the reference
+        # holds wherever the prediction does not reconstruct better than it (ties included).
+        use_proxy = proxy_error < (1.0 - margin) * torch.minimum(prediction_error, reference_error)
+        use_reference = ~use_proxy & (reference_error <= prediction_error)
+        disparity = torch.where(use_proxy, labels.disparity, labels.reference)
+        valid = use_reference | (use_proxy & labels.valid)
+        filled = use_proxy & labels.filled
+    return ProxyLabels(disparity, valid, filled, labels.reference)

@@ -139,6 +139,14 @@ PARAMS: tuple[ParamSpec, ...] = (
               "size): a wrong label pulls with a bounded force.", False, 0.1, 1000.0),
     ParamSpec("adaptation.proxy_fill_weight", 1.0, "Weight of the labels SGBM's holes get from the background (the "
               "lower of the nearest confident disparities on the row; 0: no such labels).", False, 0.0, 100.0),
+    ParamSpec("adaptation.proxy_gate", "photometric", "photometric: a proxy label counts only where warping through it "
+              "reconstructs the left image better than the current prediction (Depth Hints); none: every label counts.",
+              choices=("photometric", "none")),
+    ParamSpec("adaptation.proxy_gate_margin", 0.2, "With the photometric gate, an SGBM label must lower the per-pixel "
+              "image error below (1 - margin) x the prediction's (and the reference's) to count.", False, 0.0, 0.99),
+    ParamSpec("adaptation.proxy_reference", True, "With the photometric gate, the network's prediction before adaptation "
+              "is a second candidate label: it holds the prediction where the images cannot tell (weak texture). One "
+              "extra forward pass per adaptation step."),
     ParamSpec("adaptation.proxy_uniqueness_ratio", 10, "SGBM uniqueness margin of a confident label (percent).", False, 0, 100),
     ParamSpec("adaptation.proxy_lr_max_difference", 1, "SGBM left-right check of a confident label (pixels; -1 "
               "disables).", False, -1, 100),
@@ -207,6 +215,9 @@ class NodeConfig:
     adaptation_proxy_weight: float
     adaptation_proxy_truncation: float
     adaptation_proxy_fill_weight: float
+    adaptation_proxy_gate: str
+    adaptation_proxy_gate_margin: float
+    adaptation_proxy_reference: bool
     adaptation_proxy_uniqueness_ratio: int
     adaptation_proxy_lr_max_difference: int
     adaptation_proxy_speckle_window: int
@@ -246,6 +257,9 @@ class NodeConfig:
             proxy_weight=self.adaptation_proxy_weight,
             proxy_truncation=self.adaptation_proxy_truncation,
             proxy_fill_weight=self.adaptation_proxy_fill_weight,
+            proxy_gate=self.adaptation_proxy_gate,  # type: ignore[arg-type]
+            proxy_gate_margin=self.adaptation_proxy_gate_margin,
+            proxy_reference=self.adaptation_proxy_reference,
             proxy_uniqueness_ratio=self.adaptation_proxy_uniqueness_ratio,
             proxy_lr_max_difference=self.adaptation_proxy_lr_max_difference,
             proxy_speckle_window=self.adaptation_proxy_speckle_window,

@@ -131,9 +131,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="instead: adapt STEPS times on one frame (seed --seed) and compare with the GT's loss")
     p.add_argument("--image-loss", default="ssim_l1", choices=("ssim_l1", "census"))
     p.add_argument("--no-automask", action="store_true", help="adapt without auto-masking")
+    p.add_argument("--proxy", choices=("sgbm", "none"), default=AdaptationConfig().proxy,
+                   help="proxy labels of the adaptation loss (none: photometric only)")
+    p.add_argument("--adapt-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="any other AdaptationConfig field, e.g. proxy_fill_weight=0")
     p.add_argument("--anchor", type=float, default=AdaptationConfig().anchor,
                    help="pull towards the initial weights after every update (fraction)")
     args = p.parse_args(argv)
+    from .evaluate import _adapt_overrides
+
+    try:
+        args.adapt_overrides = _adapt_overrides(args.adapt_set)
+    except ValueError as exc:
+        p.error(str(exc))
     width, height = (int(v) for v in args.size.lower().split("x"))
     if args.single_frame:
         return single_frame(args, width, height)
@@ -154,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     home = [(image_to_tensor(s.left, device), image_to_tensor(s.right, device), s.disparity_left)
             for s in (generate_sample(seed, width, height, "indoor") for seed in split_seeds("test", args.forgetting_samples))]
     base_config = AdaptationConfig(learning_rate=args.lr, image_loss=args.image_loss, automask=not args.no_automask,
-                                   anchor=args.anchor)
+                                   anchor=args.anchor, proxy=args.proxy)
+    base_config = replace(base_config, **args.adapt_overrides)
     results: dict[str, dict] = {}
     for mode in args.modes:
         model, _ = load_model(args.weights, device)
