@@ -145,7 +145,8 @@ def _summary_table(report: dict, rows: Sequence[tuple[str, str]]) -> list[str]:
 
 def readme_images(left_rgb: np.ndarray, report_dir: Path, images_dir: Path, tile_width: int = 360) -> list[Path]:
     """The README's pictures from a demo report: ``demo.png`` (left image, depth, reconstruction
-    error and the rendered point cloud of the last frame, 2x2) and ``error_over_time.png``."""
+    error and the rendered point cloud of the last frame, 2x2) and ``error_over_time.png``, as
+    256-colour PNGs (small enough to commit)."""
     tiles = [cv2.cvtColor(left_rgb, cv2.COLOR_RGB2BGR)]
     for name in ("depth_last_frame.png", "reconstruction_error_last_frame.png", "cloud_last_frame.png"):
         tile = cv2.imread(str(report_dir / name), cv2.IMREAD_COLOR)
@@ -164,9 +165,11 @@ def readme_images(left_rgb: np.ndarray, report_dir: Path, images_dir: Path, tile
                       interpolation=cv2.INTER_AREA)
     images_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    from PIL import Image  # scikit-image's dependency
+
     for name, image in (("demo.png", mosaic), ("error_over_time.png", plot)):
-        if not cv2.imwrite(str(images_dir / name), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-            raise OSError(f"could not write {images_dir / name}")
+        rgb = Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(images_dir / name, optimize=True)
         written.append(images_dir / name)
     return written
 
