@@ -237,6 +237,16 @@ def test_main_network_and_sgbm(tmp_path: Path):
     assert report["methods"] == ["network", "network@sgbm_valid", "sgbm"]
     net = report["summary"]["network"]
     assert net["density"] > 50 and math.isfinite(net["all"]["epe"])
+    # Two sets of weights in one run: the same weights under another name score the same.
+    from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS
+
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(DEFAULT_WEIGHTS.read_bytes())
+    assert ev.main(["--num-samples", "1", "--width", "160", "--height", "128", "--output", str(out),
+                    "--compare-weights", str(copy)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert "network_copy" in report["methods"]
+    assert report["summary"]["network_copy"]["all"]["epe"] == pytest.approx(report["summary"]["network"]["all"]["epe"])
 
 
 def test_main_bad_arguments(tmp_path: Path):

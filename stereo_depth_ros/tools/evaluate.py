@@ -571,6 +571,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "scene re-evaluated with its final weights")
     p.add_argument("--adapt-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="adaptation settings of the adapting arms (AdaptationConfig fields)")
+    p.add_argument("--compare-weights", nargs="*", default=[], metavar="WEIGHTS",
+                   help="also evaluate these weights (frozen), named network_<file stem>, in the same run")
     p.add_argument("--masks", action="store_true",
                    help="also evaluate what the node publishes: the network with its validity masks, two-pass "
                         "(left-right check) and single-pass (validity.left_right_check false); see the density and "
@@ -651,6 +653,10 @@ def _backends(args: argparse.Namespace) -> list[Any]:
 
         model, meta = load_model(args.weights, args.device)
         backends.append(NetworkBackend(model, args.device, args.inference_scale, metadata=meta))
+        for extra in args.compare_weights:
+            other, other_meta = load_model(extra, args.device)
+            backends.append(NetworkBackend(other, args.device, args.inference_scale, name=f"network_{Path(extra).stem}",
+                                           metadata=other_meta))
         if args.masks:
             for single_pass in (False, True):
                 backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta,
