@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .datasets import BUILTIN_SCENES, IMAGE_EXTENSIONS, EvalSample, detect_layout, load_scenes, read_image
+from .augmentation import jitter_views
 from .proxy import ProxyLabels, sgbm_proxy
 from .sgbm import SgbmBackend
 
@@ -222,14 +223,6 @@ def make_unlabeled_batch(data: UnlabeledSet, step: int, seed: int, batch_size: i
         valids.append(valid[window])
         filleds.append(filled[window])
     left, right = torch.cat(lefts).to(device), torch.cat(rights).to(device)
-    params = torch.rand(2, batch_size, 6, generator=g).to(device)
-    images = []
-    for view, image in enumerate((left, right)):
-        p = params[view]
-        gain = 0.85 + 0.3 * p[:, 0:3].view(-1, 3, 1, 1)
-        gamma = 0.8 + 0.4 * p[:, 3].view(-1, 1, 1, 1)
-        bias = 0.08 * (p[:, 4].view(-1, 1, 1, 1) - 0.5)
-        noise = 0.015 * p[:, 5].view(-1, 1, 1, 1) * torch.randn(image.shape, generator=g).to(device)
-        images.append((image.clamp(1e-6, 1).pow(gamma) * gain + bias + noise).clamp(0, 1))
+    left, right = jitter_views(left, right, g, gain=(0.85, 0.3), gamma=(0.8, 0.4), bias=0.08, noise=0.015)
     labels = ProxyLabels(torch.cat(disps).to(device), torch.cat(valids).to(device), torch.cat(filleds).to(device))
-    return images[0], images[1], labels
+    return left, right, labels

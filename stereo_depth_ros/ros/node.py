@@ -340,8 +340,8 @@ class StereoDepthNode(Node):
     # ------------------------------------------------------------------ processing
     def _check_frame(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray, StereoCamera]:
         c = self.config
+        max_width, max_height = max_image_size(c, self.device.type)
         for msg, side in ((frame.left, "left"), (frame.right, "right")):
-            max_width, max_height = max_image_size(c, self.device.type)
             if msg.width > max_width or msg.height > max_height:
                 raise FrameRejected("too_large", f"{side} image {msg.width}x{msg.height} exceeds the maximum "
                                                  f"{max_width}x{max_height} (max_image_width/height; 0 = by device)")

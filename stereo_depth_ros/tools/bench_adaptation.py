@@ -138,10 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--anchor", type=float, default=AdaptationConfig().anchor,
                    help="pull towards the initial weights after every update (fraction)")
     args = p.parse_args(argv)
-    from .evaluate import _adapt_overrides
+    from .evaluate import parse_adapt_overrides
 
     try:
-        args.adapt_overrides = _adapt_overrides(args.adapt_set)
+        args.adapt_overrides = parse_adapt_overrides(args.adapt_set)
     except ValueError as exc:
         p.error(str(exc))
     width, height = (int(v) for v in args.size.lower().split("x"))

@@ -521,7 +521,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 DATASETS = ("auto", "synthetic", "middlebury", "kitti", "folder")
 
 
-def _adapt_overrides(items: Sequence[str]) -> dict[str, Any]:
+def parse_adapt_overrides(items: Sequence[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings -> AdaptationConfig field values (typed like the field's default)."""
     from ..core.adaptation import AdaptationConfig
 
@@ -609,7 +609,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.adapt_steps and args.backend != "network":
         p.error("--adapt-steps: adapts the network, expected --backend network")
     try:
-        args.adapt_overrides = _adapt_overrides(args.adapt_set)
+        args.adapt_overrides = parse_adapt_overrides(args.adapt_set)
     except ValueError as exc:
         p.error(str(exc))
     if args.disparity_bands:

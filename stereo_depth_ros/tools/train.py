@@ -34,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from ..core.augmentation import jitter_views
 from ..core.network import NetworkConfig, StereoNet
 from ..core.network.supervision import supervised_loss
 from ..core.network.weights import DEFAULT_WEIGHTS, atomic_write_bytes, load_model, save_weights
@@ -118,17 +119,8 @@ def make_batch(
     left = torch.stack(lefts).to(device, non_blocking=True).float() / 255.0
     right = torch.stack(rights).to(device, non_blocking=True).float() / 255.0
     gt = torch.stack(gts).to(device, non_blocking=True).float()
-    # Per-view photometric jitter: gain per channel, gamma, brightness, noise (independent views).
-    params = torch.rand(2, batch_size, 6, generator=g).to(device)
-    images = []
-    for view, image in enumerate((left, right)):
-        p = params[view]
-        gain = 0.8 + 0.4 * p[:, 0:3].view(-1, 3, 1, 1)
-        gamma = 0.75 + 0.5 * p[:, 3].view(-1, 1, 1, 1)
-        bias = 0.1 * (p[:, 4].view(-1, 1, 1, 1) - 0.5)
-        noise = 0.02 * p[:, 5].view(-1, 1, 1, 1) * torch.randn(image.shape, generator=g).to(device)
-        images.append((image.clamp(1e-6, 1).pow(gamma) * gain + bias + noise).clamp(0, 1))
-    return images[0], images[1], gt
+    left, right = jitter_views(left, right, g)  # per-view gain, gamma, brightness, noise
+    return left, right, gt
 
 
 @torch.no_grad()
