@@ -188,11 +188,17 @@ def test_the_photometric_gate_keeps_labels_that_reconstruct_better_and_holds_the
     wrong_label.reference = torch.full((1, 1, 48, 96), 6.0)
     gated = gate_labels(wrong_label, left, right, error_of(8.0), margin=0.2)
     assert gated.valid[inside].all() and (gated.disparity[inside] == 6.0).all()
+    assert not gated.learnable[inside].any()  # nothing to learn: the reference was right
+    # A right SGBM label against a wrong reference: learnable.
+    right_label.reference = torch.full((1, 1, 48, 96), 9.0)
+    gated = gate_labels(right_label, left, right, error_of(9.0), margin=0.2)
+    assert gated.learnable[inside].all() and (gated.disparity[inside] == 6.0).all()
     # A flat pair: no label can be told from the prediction; the reference holds the prediction.
     flat = torch.full((1, 3, 48, 96), 0.5)
     flat_error = torch.zeros(1, 1, 48, 96)  # every warp of a flat image reconstructs it exactly
     labels = ProxyLabels(torch.full((1, 1, 48, 96), 9.0), ones, none, reference=torch.full((1, 1, 48, 96), 3.0))
     gated = gate_labels(labels, flat, flat, flat_error, margin=0.2)
     assert gated.valid.all() and (gated.disparity == 3.0).all() and not gated.filled.any()
+    assert not gated.learnable.any()
     with pytest.raises(ValueError, match="margin"):
         gate_labels(labels, flat, flat, flat_error, margin=1.0)

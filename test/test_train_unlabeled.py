@@ -108,3 +108,40 @@ def test_bad_input_ends_with_one_line_and_no_weights(tmp_path, capsys, problem):
                 "missing_right": "right_001.png (the pair of left_001.png)"}[problem]
     assert expected in err[0]
     assert not list(tmp_path.glob("w*")) and not list(tmp_path.glob("ck*"))
+
+
+def test_joint_synthetic_batches_and_anchor(tmp_path):
+    """Half of every batch synthetic (one step, both losses), the synthetic EPE tracked, and an anchor
+    that holds the weights next to the initial ones."""
+    import torch
+
+    from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS, load_model
+
+    frames = write_pairs(tmp_path / "frames", count=3)
+    common = ["--unlabeled", str(frames), "--synthetic-fraction", "0.5", "--synthetic-mix", "batch",
+              "--train-samples", "2", "--synthetic-val-samples", "1", "--width", "128", "--height", "96",
+              "--checkpoint", str(tmp_path / "ck.safetensors"), *TOY]
+    common[common.index("--lr") + 1] = "1e-3"
+    initial, _ = load_model(DEFAULT_WEIGHTS, "cpu")
+
+    def distance(weights: Path) -> float:
+        model, _ = load_model(weights, "cpu")
+        with torch.no_grad():
+            return sum(float((p - q).abs().sum()) for p, q in zip(model.parameters(), initial.parameters()))
+
+    free, held = tmp_path / "free.safetensors", tmp_path / "held.safetensors"
+    assert train([*common, "--output", str(free)]) == 0
+    assert train([*common, "--output", str(held), "--anchor", "0.9"]) == 0
+    meta = json.loads(free.with_suffix(".json").read_text())
+    assert meta["synthetic"]["mix"] == "batch" and meta["anchor"] == 0.0
+    assert all(np.isfinite(v["synthetic_epe"]) for v in meta["validation_history"])
+    assert 0 < distance(held) < 0.5 * distance(free)
+
+
+@pytest.mark.parametrize("batch_size, fraction", [(2, 0.25), (4, 0.5), (8, 0.25), (3, 0.7), (4, 0.0)])
+def test_synthetic_share_of_batches_adds_up(batch_size, fraction):
+    from stereo_depth_ros.tools.train_unlabeled import _synthetic_in_batch
+
+    counts = [_synthetic_in_batch(k, batch_size, fraction) for k in range(400)]
+    assert all(0 <= c <= batch_size for c in counts)
+    assert sum(counts) == pytest.approx(400 * batch_size * fraction, abs=1)

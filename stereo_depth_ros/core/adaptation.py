@@ -684,6 +684,7 @@ class OnlineAdapter:
             "proxy": self.config.proxy,
             "proxy_density": self.last.terms.get("proxy_density", math.nan),
             "proxy_agreement": self.last.terms.get("proxy_agreement", math.nan),
+            "proxy_learnable": self.last.terms.get("proxy_learnable", math.nan),
         }
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:

@@ -51,12 +51,16 @@ class ProxyLabels:
         reference: optional ``(B, 1, H, W)`` disparity of the network as it was before adaptation
             (pixels): a second hypothesis for the photometric gate
             (:func:`~stereo_depth_ros.core.self_supervision.gate_labels`).
+        learnable: optional ``(B, 1, H, W)`` bool, set by the gate with a reference: the pixels where
+            the matcher's label beat the reference (something to learn; elsewhere the label holds
+            the network where it started).
     """
 
     disparity: torch.Tensor
     valid: torch.Tensor
     filled: torch.Tensor
     reference: torch.Tensor | None = None
+    learnable: torch.Tensor | None = None
 
     @property
     def density(self) -> float:
@@ -163,6 +167,7 @@ def proxy_loss(
         on_valid = error[labels.valid]
         stats = {
             "density": labels.density,
+            "learnable": float(labels.learnable.float().mean()) if labels.learnable is not None else float("nan"),
             "agreement": float((on_valid <= AGREEMENT_PX).float().mean()) if on_valid.numel() else float("nan"),
             "epe": float(on_valid.mean()) if on_valid.numel() else float("nan"),
         }

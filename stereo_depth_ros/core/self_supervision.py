@@ -75,6 +75,8 @@ def self_supervised_loss(
         proxy, stats = proxy_loss(disparity, labels, c.proxy_truncation, c.proxy_fill_weight)
         loss = loss + c.proxy_weight * proxy
         terms.update(proxy=float(proxy.detach()), proxy_density=stats["density"], proxy_agreement=stats["agreement"])
+        if labels.learnable is not None:
+            terms["proxy_learnable"] = stats["learnable"]
     return loss, terms, valid_fraction
 
 
@@ -104,7 +106,8 @@ def gate_labels(
 
     Returns:
         The chosen labels: ``valid`` (SGBM's confident pixels, and reference pixels), ``filled``
-        (background-filled holes), both cleared where no candidate beats the prediction.
+        (background-filled holes), both cleared where no candidate beats the prediction; with a
+        reference also ``learnable``, the pixels whose SGBM label won.
     """
     check_tensor(prediction_error, "prediction_error", ("B", 1, "H", "W"))
     if not 0.0 <= margin < 1.0:
@@ -129,4 +132,4 @@ def gate_labels(
         disparity = torch.where(use_proxy, labels.disparity, labels.reference)
         valid = use_reference | (use_proxy & labels.valid)
         filled = use_proxy & labels.filled
-    return ProxyLabels(disparity, valid, filled, labels.reference)
+    return ProxyLabels(disparity, valid, filled, labels.reference, use_proxy & labelled)

@@ -627,6 +627,7 @@ class StereoDepthNode(Node):
             kv("busy", not self.worker.idle()), kv("learning_rate", c.adaptation_learning_rate),
             kv("proxy", c.adaptation_proxy), kv("proxy_density", float(stats["proxy_density"])),
             kv("proxy_agreement", float(stats["proxy_agreement"])),
+            kv("proxy_learnable", float(stats["proxy_learnable"])),
             kv("core_log_warnings", logs.get("WARNING", 0)), kv("core_log_errors", logs.get("ERROR", 0))]))
 
         compile_state = self.worker.compile_state()

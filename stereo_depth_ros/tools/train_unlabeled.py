@@ -12,11 +12,15 @@ holes; for the frame and its mirror) are computed once up front.
 
 Each step minimises the adapter's self-supervised loss (photometric + SGBM proxy + smoothness,
 :mod:`stereo_depth_ros.core.self_supervision`) on a batch of random crops with per-view colour
-jitter and mirror flips; every ``1 / --synthetic-fraction``-th step is instead a supervised batch
-of the package's synthetic data, so the synthetic prior is not forgotten. Validation every
+jitter and mirror flips. ``--synthetic-fraction`` of the training is supervised on the package's
+synthetic data, so the synthetic prior is not forgotten: by default that share of every batch
+(``--synthetic-mix batch``: one step minimises the sum of both losses, so the optimiser follows
+their joint gradient), or that share of the steps (``--synthetic-mix steps``). ``--anchor`` pulls
+every weight back towards the initial ones after each step (a decoupled L2-SP). Validation every
 ``--val-every`` steps: bad-2 / EPE on labelled held-out scenes (``--val-path``) when given,
 otherwise the photometric error and the proxy agreement on the held-out share of the frames
-(``--holdout-fraction``). Checkpoints (``--checkpoint``, every ``--checkpoint-every`` steps and at
+(``--holdout-fraction``); with synthetic data also the EPE on ``--synthetic-val-samples`` samples
+of the synthetic validation split. Checkpoints (``--checkpoint``, every ``--checkpoint-every`` steps and at
 the end) allow ``--resume``; ``--max-minutes`` is a time budget. The weights are written once, at
 the end, atomically, with a JSON sidecar recording the command, every source (path, size,
 SHA-256), the frames used and held out, and the validation history. Bad input (a bag without the
@@ -60,6 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rosbag2s, dataset folders, folders of left_*/right_* pairs, or 'motorcycle'")
     g.add_argument("--synthetic-fraction", type=float, default=0.25,
                    help="share of the steps that train on a supervised synthetic batch instead (0 = none)")
+    g.add_argument("--synthetic-mix", choices=("batch", "steps"), default="batch",
+                   help="batch: that share of every batch is synthetic (joint gradient); steps: that share of the steps")
+    g.add_argument("--synthetic-val-samples", type=int, default=8,
+                   help="synthetic validation-split samples whose EPE is tracked at every validation (0 = none)")
+    g.add_argument("--anchor", type=float, default=0.0,
+                   help="after every step pull each weight this fraction of the way back to the initial weights")
     g.add_argument("--val-path", nargs="*", default=None, metavar="PATH",
                    help="labelled held-out scenes (dataset folders or 'motorcycle') for bad-2 / EPE validation")
     g.add_argument("--holdout-fraction", type=float, default=0.1,
@@ -74,6 +84,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if not 0.0 <= args.synthetic_fraction < 1.0:
         p.error(f"--synthetic-fraction: expected a fraction in [0, 1), got {args.synthetic_fraction}")
+    if not 0.0 <= args.anchor < 1.0:
+        p.error(f"--anchor: expected a fraction in [0, 1), got {args.anchor}")
+    if args.synthetic_val_samples < 0:
+        p.error(f"--synthetic-val-samples: expected an integer >= 0, got {args.synthetic_val_samples}")
     if not 0.0 <= args.holdout_fraction < 1.0:
         p.error(f"--holdout-fraction: expected a fraction in [0, 1), got {args.holdout_fraction}")
     if args.bag_every < 1:
@@ -159,6 +173,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """Fine-tune on the unlabeled sources (see the module docstring); returns the exit status."""
     from ..bags import BagError
     from .train import Dataset, generate_dataset, learning_rate, load_checkpoint, make_batch, save_checkpoint
+    from .train import validate as validate_synthetic
 
     command = "python -m stereo_depth_ros.tools.train " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -187,12 +202,18 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     data = prepare_unlabeled_set(train_frames, matcher, progress=True)
     held_data = prepare_unlabeled_set(held, matcher) if held else None
     synthetic: Dataset | None = None
+    synthetic_val: Dataset | None = None
     if args.synthetic_fraction > 0:
         from ..core.synthetic import split_seeds
 
         seeds = [s + args.data_seed for s in split_seeds("train", args.train_samples)]
         synthetic = generate_dataset(seeds, args.width, args.height, args.domain, args.workers, "synthetic data")
-    every_synthetic = round(1 / args.synthetic_fraction) if args.synthetic_fraction > 0 else 0
+        if args.synthetic_val_samples:
+            synthetic_val = generate_dataset(split_seeds("val", args.synthetic_val_samples), args.width, args.height,
+                                             args.domain, args.workers, "synthetic validation data")
+    steps_mix = args.synthetic_mix == "steps"
+    every_synthetic = round(1 / args.synthetic_fraction) if args.synthetic_fraction > 0 and steps_mix else 0
+    batch_mix = synthetic is not None and not steps_mix
     data_seconds = time.time() - started
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -202,11 +223,16 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         print(f"[train] resumed from {args.checkpoint} at step {step}", file=sys.stderr)
 
     def validate() -> dict[str, Any]:
+        result: dict[str, Any] = {}
         if val_scenes:
-            return _validate_scenes(model, val_scenes, device)
-        if held_data is not None:
-            return _validate_frames(model, held_data, config, device)
-        return {}
+            result = _validate_scenes(model, val_scenes, device)
+        elif held_data is not None:
+            result = _validate_frames(model, held_data, config, device)
+        if synthetic_val is not None:
+            result["synthetic_epe"] = validate_synthetic(model, synthetic_val, device, amp=False)["epe"]
+        return result
+
+    initial = [p.detach().clone() for p in model.parameters()] if args.anchor > 0 else []
 
     history = [{"step": step, **validate()}]
     tqdm.write(f"[train] step {step}: validation {_short(history[-1])}", file=sys.stderr)
@@ -226,10 +252,20 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             progress, total = step, args.steps
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(progress, total, args.lr, args.warmup if not scheduled else 20_000)
-        if every_synthetic and step % every_synthetic == every_synthetic - 1:
+        n_synthetic = _synthetic_in_batch(step, args.batch_size, args.synthetic_fraction) if batch_mix else 0
+        if (every_synthetic and step % every_synthetic == every_synthetic - 1) or n_synthetic == args.batch_size:
             left, right, gt = make_batch(synthetic, step, args.seed, args.batch_size, crop, device)
             loss, terms = supervised_loss(model(left, right), gt, torch.ones_like(gt, dtype=torch.bool), max_disp)
             kind = "synthetic"
+        elif n_synthetic:  # one forward pass over real + synthetic crops, the sum of both losses
+            left, right, labels = make_unlabeled_batch(data, step, args.seed, args.batch_size - n_synthetic, crop, device)
+            s_left, s_right, gt = make_batch(synthetic, step, args.seed, n_synthetic, crop, device)
+            output = model(torch.cat([left, s_left]), torch.cat([right, s_right]))
+            real = len(left)
+            loss, terms, _ = self_supervised_loss(output.disparity[:real], left, right, config, labels)
+            s_loss, _ = supervised_loss(output.select(slice(real, None)), gt, torch.ones_like(gt, dtype=torch.bool), max_disp)
+            loss = loss + s_loss
+            kind = "real + synthetic"
         else:
             left, right, labels = make_unlabeled_batch(data, step, args.seed, args.batch_size, crop, device)
             loss, terms, _ = self_supervised_loss(model(left, right).disparity, left, right, config, labels)
@@ -240,6 +276,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
+        if initial:
+            with torch.no_grad():
+                for p, p0 in zip(model.parameters(), initial):
+                    p.lerp_(p0, args.anchor)
         step += 1
         step_seconds.append(time.perf_counter() - t0)
         bar.update(1)
@@ -268,7 +308,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "validation_scenes": [s.name for s in val_scenes],
         "loss": {k: v for k, v in config.__dict__.items() if k.startswith(("proxy", "photometric", "smoothness",
                                                                              "image_loss", "automask"))},
-        "synthetic": ({"fraction": args.synthetic_fraction, "domain": args.domain, "train_samples": args.train_samples,
+        "anchor": args.anchor,
+        "synthetic": ({"fraction": args.synthetic_fraction, "mix": args.synthetic_mix, "domain": args.domain, "train_samples": args.train_samples,
                        "data_seed": args.data_seed, "resolution": [args.width, args.height]}
                       if synthetic is not None else None),
         "steps": step,
@@ -295,9 +336,19 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _synthetic_in_batch(step: int, batch_size: int, fraction: float) -> int:
+    """How many of step ``step``'s ``batch_size`` crops are synthetic so that, over the steps, the
+    share is ``fraction`` (``floor((k + 1) f B) - floor(k f B)``: 0.25 of a batch of 2 is one
+    synthetic crop every other step)."""
+    return math.floor((step + 1) * fraction * batch_size + 1e-9) - math.floor(step * fraction * batch_size + 1e-9)
+
+
 def _short(v: dict[str, Any]) -> str:
+    parts = []
     if "median_bad2" in v:
-        return f"median bad-2 {v['median_bad2']:.2f} %, EPE {v['median_epe']:.2f} px"
+        parts.append(f"median bad-2 {v['median_bad2']:.2f} %, EPE {v['median_epe']:.2f} px")
     if "photometric" in v:
-        return f"photometric {v['photometric']:.4f}, proxy agreement {100 * v['proxy_agreement']:.1f} %"
-    return "none (no held-out data)"
+        parts.append(f"photometric {v['photometric']:.4f}, proxy agreement {100 * v['proxy_agreement']:.1f} %")
+    if "synthetic_epe" in v:
+        parts.append(f"synthetic EPE {v['synthetic_epe']:.3f} px")
+    return "; ".join(parts) or "none (no held-out data)"

@@ -43,6 +43,12 @@ class StereoOutput:
     levels: dict[int, torch.Tensor]
     padded_size: tuple[int, int]
 
+    def select(self, items: slice) -> "StereoOutput":
+        """The output of the batch items ``items`` (a slice of ``B``): every tensor sliced alike."""
+        if not isinstance(items, slice):
+            raise ValueError(f"items: expected a slice of the batch, got {type(items).__name__}")
+        return StereoOutput(self.disparity[items], {k: v[items] for k, v in self.levels.items()}, self.padded_size)
+
     def level_at_full_resolution(self, level: int, height: int, width: int) -> torch.Tensor:
         """Level ``level``'s disparity upsampled to the input size, in full-resolution pixels ``(B, 1, H, W)``."""
         d = self.levels[level]
