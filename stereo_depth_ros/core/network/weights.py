@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from .config import NetworkConfig
 from .model import StereoNet
 
-__all__ = ["DEFAULT_WEIGHTS", "WeightsError", "atomic_write_bytes", "remove_stale_temp_files", "save_weights",
+__all__ = ["DEFAULT_WEIGHTS", "WeightsError", "atomic_write_bytes", "interpolate_states", "remove_stale_temp_files", "save_weights",
            "load_weights", "load_model"]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "stereo_net.safetensors"
@@ -189,6 +189,32 @@ def load_weights(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, 
         except json.JSONDecodeError:
             meta[key] = value
     return state, meta
+
+
+def interpolate_states(initial: Mapping[str, torch.Tensor], tuned: Mapping[str, torch.Tensor],
+                       alpha: float) -> dict[str, torch.Tensor]:
+    """``initial + alpha (tuned - initial)`` for every tensor: weight-space interpolation between a
+    network and its fine-tuned copy (WiSE-FT, Wortsman et al. 2022), which keeps most of the
+    fine-tuning gain while giving back most of what the original domain lost.
+
+    Args:
+        initial, tuned: state dicts of the same network (same keys, shapes).
+        alpha: 0 gives ``initial``, 1 gives ``tuned``; in ``[0, 1]``.
+
+    Raises:
+        ValueError: alpha outside ``[0, 1]``, or the two states do not match.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: expected a fraction in [0, 1], got {alpha!r}")
+    if set(initial) != set(tuned):
+        raise ValueError(f"expected two states of one network, got keys differing in {sorted(set(initial) ^ set(tuned))[:5]}")
+    out = {}
+    for key, a in initial.items():
+        b = tuned[key]
+        if a.shape != b.shape:
+            raise ValueError(f"{key}: expected the same shape in both states, got {tuple(a.shape)} and {tuple(b.shape)}")
+        out[key] = torch.lerp(a.float(), b.float(), alpha).to(a.dtype) if a.is_floating_point() else b.clone()
+    return out
 
 
 def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> tuple[StereoNet, dict[str, Any]]:
