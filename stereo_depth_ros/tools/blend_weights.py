@@ -55,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = {"training_command": "stereo_depth_blend_weights " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
             "mode": "weight interpolation (WiSE-FT)", "alpha": args.alpha, "inputs": inputs,
             "tuned": {k: tuned_meta.get(k) for k in ("sources", "frames", "steps", "synthetic", "validation", "lr", "anchor")
-                      if k in tuned_meta}}
+                      if k in tuned_meta},
+            # What the blend has seen: the initial weights' data and the fine-tuning's sources.
+            "data": {"initial": initial_meta.get("data"), "fine_tuning": tuned_meta.get("sources", tuned_meta.get("data"))}}
     save_weights(state, args.output, meta, config=config)
     print(f"[blend] wrote {args.output} = {args.initial} + {args.alpha:g} x ({args.tuned} - {args.initial})", file=sys.stderr)
     return 0
