@@ -42,7 +42,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ from .self_supervision import self_supervised_loss
 from .sgbm import SgbmBackend
 from .warping import warp_left_to_right, warp_right_to_left
 
-__all__ = ["AdaptationConfig", "StepResult", "OnlineAdapter", "AdaptationWorker", "load_adapted_or_default"]
+__all__ = ["AdaptationConfig", "StepResult", "OnlineAdapter", "AdaptationWorker", "load_adapted_or_default", "pull_towards"]
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,14 @@ class StepResult:
     block: str | None = None
     reason: str = ""
     seconds: float = 0.0
+
+
+@torch.no_grad()
+def pull_towards(params: Sequence[torch.Tensor], initial: Sequence[torch.Tensor], fraction: float) -> None:
+    """The anchor (decoupled L2-SP): move every parameter ``fraction`` of the way back to its
+    initial value in place, ``w <- w + fraction (w0 - w)``; ``params[i]`` pairs with ``initial[i]``."""
+    for p, p0 in zip(params, initial, strict=True):
+        p.lerp_(p0, fraction)
 
 
 def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -592,9 +600,7 @@ class OnlineAdapter:
             group["lr"] = c.learning_rate * ramp
         self._optimizer.step()
         if c.anchor > 0:
-            with torch.no_grad():
-                for p in params:
-                    p.lerp_(self._initial_params[p], c.anchor)
+            pull_towards(params, [self._initial_params[p] for p in params], c.anchor)
         self._since_reset += 1
         self._optimizer.zero_grad(set_to_none=True)
         if not all(bool(torch.isfinite(p).all()) for p in params):

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..core.adaptation import AdaptationConfig
+from ..core.adaptation import AdaptationConfig, pull_towards
 from ..core.network.supervision import supervised_loss
 from ..core.network.weights import DEFAULT_WEIGHTS, atomic_write_bytes, load_model, save_weights
 from ..core.self_supervision import self_supervised_loss
@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unlabeled", nargs="+", default=None, metavar="SOURCE",
                    help="rosbag2s, dataset folders, folders of left_*/right_* pairs, or 'motorcycle'")
     g.add_argument("--synthetic-fraction", type=float, default=0.25,
-                   help="share of the steps that train on a supervised synthetic batch instead (0 = none)")
+                   help="share of the training on supervised synthetic crops (0 = none); see --synthetic-mix")
     g.add_argument("--synthetic-mix", choices=("batch", "steps"), default="batch",
                    help="batch: that share of every batch is synthetic (joint gradient); steps: that share of the steps")
     g.add_argument("--synthetic-val-samples", type=int, default=8,
@@ -252,8 +252,11 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             progress, total = step, args.steps
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(progress, total, args.lr, args.warmup if not scheduled else 20_000)
-        n_synthetic = _synthetic_in_batch(step, args.batch_size, args.synthetic_fraction) if batch_mix else 0
-        if (every_synthetic and step % every_synthetic == every_synthetic - 1) or n_synthetic == args.batch_size:
+        if batch_mix:
+            n_synthetic = _synthetic_in_batch(step, args.batch_size, args.synthetic_fraction)
+        else:  # --synthetic-mix steps: every k-th batch wholly synthetic
+            n_synthetic = args.batch_size if every_synthetic and step % every_synthetic == every_synthetic - 1 else 0
+        if n_synthetic == args.batch_size:
             left, right, gt = make_batch(synthetic, step, args.seed, args.batch_size, crop, device)
             loss, terms = supervised_loss(model(left, right), gt, torch.ones_like(gt, dtype=torch.bool), max_disp)
             kind = "synthetic"
@@ -277,9 +280,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
         if initial:
-            with torch.no_grad():
-                for p, p0 in zip(model.parameters(), initial):
-                    p.lerp_(p0, args.anchor)
+            pull_towards(list(model.parameters()), initial, args.anchor)
         step += 1
         step_seconds.append(time.perf_counter() - t0)
         bar.update(1)
