@@ -145,3 +145,37 @@ def test_synthetic_share_of_batches_adds_up(batch_size, fraction):
     counts = [_synthetic_in_batch(k, batch_size, fraction) for k in range(400)]
     assert all(0 <= c <= batch_size for c in counts)
     assert sum(counts) == pytest.approx(400 * batch_size * fraction, abs=1)
+
+
+def test_distillation_targets_the_initial_network_on_synthetic_crops(tmp_path):
+    """With a teacher, the synthetic loss measures the distance to the initial network's own final
+    disparity (zero while the weights have not moved), not to the ground truth."""
+    import copy
+
+    import torch
+
+    from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS, load_model
+    from stereo_depth_ros.core.synthetic import generate_sample, split_seeds
+    from stereo_depth_ros.tools.train_unlabeled import synthetic_loss
+
+    model, _ = load_model(DEFAULT_WEIGHTS, "cpu")
+    model.train()
+    teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    s = generate_sample(split_seeds("val", 1)[0], width=128, height=96, domain="indoor")
+    left, right = (torch.from_numpy(im).permute(2, 0, 1)[None].float().div(255) for im in (s.left, s.right))
+    gt = torch.from_numpy(s.disparity_left)[None, None].float()
+    max_disp = float(model.config.max_disparity)
+    _, distilled = synthetic_loss(model(left, right), left, right, gt, teacher, max_disp)
+    _, supervised = synthetic_loss(model(left, right), left, right, gt, None, max_disp)
+    assert distilled["final"] == pytest.approx(0.0, abs=1e-5) and supervised["final"] > 0.05
+    with torch.no_grad():  # once the student moves, the teacher pulls it back
+        next(model.parameters()).add_(0.05)
+    _, moved = synthetic_loss(model(left, right), left, right, gt, teacher, max_disp)
+    assert moved["final"] > 1e-3
+
+    frames = write_pairs(tmp_path / "frames", count=3)
+    out = tmp_path / "w.safetensors"
+    assert train(["--unlabeled", str(frames), "--synthetic-fraction", "0.5", "--synthetic-target", "teacher",
+                  "--train-samples", "2", "--synthetic-val-samples", "0", "--width", "128", "--height", "96",
+                  "--checkpoint", str(tmp_path / "ck.safetensors"), "--output", str(out), *TOY]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["synthetic"]["target"] == "teacher"

@@ -15,7 +15,10 @@ Each step minimises the adapter's self-supervised loss (photometric + SGBM proxy
 jitter and mirror flips. ``--synthetic-fraction`` of the training is supervised on the package's
 synthetic data, so the synthetic prior is not forgotten: by default that share of every batch
 (``--synthetic-mix batch``: one step minimises the sum of both losses, so the optimiser follows
-their joint gradient), or that share of the steps (``--synthetic-mix steps``). ``--anchor`` pulls
+their joint gradient), or that share of the steps (``--synthetic-mix steps``); the synthetic
+crops are supervised with their ground truth, or with ``--synthetic-target teacher`` with the
+initial network's own prediction (distillation, as in Learning without Forgetting: it keeps what
+the network did on synthetic data instead of fitting it anew with small CPU batches). ``--anchor`` pulls
 every weight back towards the initial ones after each step (a decoupled L2-SP). Validation every
 ``--val-every`` steps: bad-2 / EPE on labelled held-out scenes (``--val-path``) when given,
 otherwise the photometric error and the proxy agreement on the held-out share of the frames
@@ -31,6 +34,7 @@ before any file is written.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import shlex
 import statistics
@@ -45,6 +49,7 @@ import torch
 from tqdm import tqdm
 
 from ..core.adaptation import AdaptationConfig, pull_towards
+from ..core.network.model import StereoOutput
 from ..core.network.supervision import supervised_loss
 from ..core.network.weights import DEFAULT_WEIGHTS, atomic_write_bytes, load_model, save_weights
 from ..core.self_supervision import self_supervised_loss
@@ -52,7 +57,7 @@ from ..core.sgbm import SgbmBackend
 from ..core.unlabeled import (UnlabeledFrame, UnlabeledSet, describe_source, load_folder_source, make_unlabeled_batch,
                               prepare_unlabeled_set)
 
-__all__ = ["add_arguments", "gather_frames", "run"]
+__all__ = ["add_arguments", "gather_frames", "run", "synthetic_loss"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of the training on supervised synthetic crops (0 = none); see --synthetic-mix")
     g.add_argument("--synthetic-mix", choices=("batch", "steps"), default="batch",
                    help="batch: that share of every batch is synthetic (joint gradient); steps: that share of the steps")
+    g.add_argument("--synthetic-target", choices=("gt", "teacher"), default="gt",
+                   help="what the synthetic crops are supervised with: their ground truth, or the initial network's "
+                        "own prediction (distillation: keeps what the network did on synthetic data, not a new fit)")
     g.add_argument("--synthetic-val-samples", type=int, default=8,
                    help="synthetic validation-split samples whose EPE is tracked at every validation (0 = none)")
     g.add_argument("--anchor", type=float, default=0.0,
@@ -217,6 +225,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     data_seconds = time.time() - started
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    # The anchor and the distillation teacher are the initial weights, also when a run resumes.
+    initial = [p.detach().clone() for p in model.parameters()] if args.anchor > 0 else []
+    teacher = (copy.deepcopy(model).eval().requires_grad_(False)
+               if synthetic is not None and args.synthetic_target == "teacher" else None)
     step = 0
     if args.resume and args.checkpoint.is_file():
         step = load_checkpoint(args.checkpoint, model, optimizer)
@@ -231,8 +243,6 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         if synthetic_val is not None:
             result["synthetic_epe"] = validate_synthetic(model, synthetic_val, device, amp=False)["epe"]
         return result
-
-    initial = [p.detach().clone() for p in model.parameters()] if args.anchor > 0 else []
 
     history = [{"step": step, **validate()}]
     tqdm.write(f"[train] step {step}: validation {_short(history[-1])}", file=sys.stderr)
@@ -258,7 +268,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             n_synthetic = args.batch_size if every_synthetic and step % every_synthetic == every_synthetic - 1 else 0
         if n_synthetic == args.batch_size:
             left, right, gt = make_batch(synthetic, step, args.seed, args.batch_size, crop, device)
-            loss, terms = supervised_loss(model(left, right), gt, torch.ones_like(gt, dtype=torch.bool), max_disp)
+            loss, terms = synthetic_loss(model(left, right), left, right, gt, teacher, max_disp)
             kind = "synthetic"
         elif n_synthetic:  # one forward pass over real + synthetic crops, the sum of both losses
             left, right, labels = make_unlabeled_batch(data, step, args.seed, args.batch_size - n_synthetic, crop, device)
@@ -266,7 +276,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             output = model(torch.cat([left, s_left]), torch.cat([right, s_right]))
             real = len(left)
             loss, terms, _ = self_supervised_loss(output.disparity[:real], left, right, config, labels)
-            s_loss, _ = supervised_loss(output.select(slice(real, None)), gt, torch.ones_like(gt, dtype=torch.bool), max_disp)
+            s_loss, _ = synthetic_loss(output.select(slice(real, None)), s_left, s_right, gt, teacher, max_disp)
             loss = loss + s_loss
             kind = "real + synthetic"
         else:
@@ -310,7 +320,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "loss": {k: v for k, v in config.__dict__.items() if k.startswith(("proxy", "photometric", "smoothness",
                                                                              "image_loss", "automask"))},
         "anchor": args.anchor,
-        "synthetic": ({"fraction": args.synthetic_fraction, "mix": args.synthetic_mix, "domain": args.domain, "train_samples": args.train_samples,
+        "synthetic": ({"fraction": args.synthetic_fraction, "mix": args.synthetic_mix, "target": args.synthetic_target, "domain": args.domain, "train_samples": args.train_samples,
                        "data_seed": args.data_seed, "resolution": [args.width, args.height]}
                       if synthetic is not None else None),
         "steps": step,
@@ -335,6 +345,23 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     print(f"[train] wrote {args.output} after {step} steps ({train_seconds / 60:.1f} min, "
           f"{1000 * meta['step_seconds_median']:.0f} ms/step); validation {_short(history[-1])}", file=sys.stderr)
     return 0
+
+
+def synthetic_loss(output: StereoOutput, left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor,
+                   teacher: torch.nn.Module | None, max_disparity: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """The supervised loss on synthetic crops: against their ground truth, or, given a frozen
+    ``teacher`` (the initial network), against its prediction (distillation).
+
+    Args:
+        output: the network's output for the ``(B, 3, H, W)`` crops ``left`` / ``right``.
+        gt: ``(B, 1, H, W)`` ground-truth disparity in pixels (unused with a teacher).
+        teacher: frozen network whose disparity becomes the target, or ``None``.
+        max_disparity: targets above this (pixels) are ignored.
+    """
+    if teacher is not None:
+        with torch.no_grad():
+            gt = teacher(left, right).disparity
+    return supervised_loss(output, gt, torch.ones_like(gt, dtype=torch.bool), max_disparity)
 
 
 def _synthetic_in_batch(step: int, batch_size: int, fraction: float) -> int:
