@@ -64,6 +64,7 @@ def test_robot_workflow_bag_to_weights_to_node(tmp_path):
     assert meta["steps"] == 2 and meta["sources"][0]["kind"] == "rosbag2" and meta["sources"][0]["frames"] == 4
     assert len(meta["sources"][0]["sha256"]) == 64 and meta["frames"]["held_out"]  # a frame held out for validation
     assert 0 < meta["validation"]["proxy_agreement"] <= 1 and meta["step_seconds_median"] > 0
+    assert meta["data"]["fine_tuning"] == meta["sources"] and "initial" in meta["data"]  # what the weights have seen
 
     import yaml
 
