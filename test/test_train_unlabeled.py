@@ -180,3 +180,19 @@ def test_distillation_targets_the_initial_network_on_synthetic_crops(tmp_path):
                   "--train-samples", "2", "--synthetic-val-samples", "0", "--width", "128", "--height", "96",
                   "--checkpoint", str(tmp_path / "ck.safetensors"), "--output", str(out), *TOY]) == 0
     assert json.loads(out.with_suffix(".json").read_text())["synthetic"]["target"] == "teacher"
+
+
+def test_a_resumed_run_records_every_stage(tmp_path):
+    """``--resume`` continues from the checkpoint's step, and the sidecar lists both runs' commands
+    and step ranges (its training_command alone would name only the last stage)."""
+    frames = write_pairs(tmp_path / "frames", count=3)
+    out, ckpt = tmp_path / "w.safetensors", tmp_path / "ck.safetensors"
+    base = ["--unlabeled", str(frames), "--synthetic-fraction", "0", "--checkpoint", str(ckpt), "--output", str(out),
+            "--batch-size", "2", "--crop", "64", "96", "--val-every", "2", "--checkpoint-every", "2"]
+    assert train([*base, "--steps", "2"]) == 0
+    assert train([*base, "--steps", "4", "--resume"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["steps"] == 4 and "--resume" in meta["training_command"]
+    first, second = meta["stages"]
+    assert (first["from_step"], first["to_step"], second["from_step"], second["to_step"]) == (0, 2, 2, 4)
+    assert "--resume" not in first["command"] and "--resume" in second["command"]

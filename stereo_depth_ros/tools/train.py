@@ -168,12 +168,17 @@ def save_checkpoint(path: Path, model: StereoNet, optimizer: torch.optim.Optimiz
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, model: StereoNet, optimizer: torch.optim.Optimizer) -> int:
-    """Restore model and optimiser from :func:`save_checkpoint`; returns the step to continue from."""
+def checkpoint_info(path: Path) -> dict[str, Any]:
+    """The metadata :func:`save_checkpoint` stored (step, optimiser groups, config, the caller's keys)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        info = json.loads(f.metadata()["checkpoint"])
+        return json.loads(f.metadata()["checkpoint"])
+
+
+def load_checkpoint(path: Path, model: StereoNet, optimizer: torch.optim.Optimizer) -> int:
+    """Restore model and optimiser from :func:`save_checkpoint`; returns the step to continue from."""
+    info = checkpoint_info(path)
     tensors = load_file(str(path))
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     state: dict[int, dict[str, torch.Tensor]] = {}

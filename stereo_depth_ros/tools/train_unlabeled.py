@@ -24,7 +24,8 @@ every weight back towards the initial ones after each step (a decoupled L2-SP). 
 otherwise the photometric error and the proxy agreement on the held-out share of the frames
 (``--holdout-fraction``); with synthetic data also the EPE on ``--synthetic-val-samples`` samples
 of the synthetic validation split. Checkpoints (``--checkpoint``, every ``--checkpoint-every`` steps and at
-the end) allow ``--resume``; ``--max-minutes`` is a time budget. The weights are written once, at
+the end) allow ``--resume`` (the sidecar then lists every stage: command, steps, time);
+``--max-minutes`` is a time budget. The weights are written once, at
 the end, atomically, with a JSON sidecar recording the command, every source (path, size,
 SHA-256), the frames used and held out, and the validation history. Bad input (a bag without the
 topics, pairs of different sizes, an empty folder, an unreadable image) ends with a one-line error
@@ -180,7 +181,7 @@ def _validate_frames(model: torch.nn.Module, data: UnlabeledSet, config: Adaptat
 def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """Fine-tune on the unlabeled sources (see the module docstring); returns the exit status."""
     from ..bags import BagError
-    from .train import Dataset, generate_dataset, learning_rate, load_checkpoint, make_batch, save_checkpoint
+    from .train import Dataset, checkpoint_info, generate_dataset, learning_rate, load_checkpoint, make_batch, save_checkpoint
     from .train import validate as validate_synthetic
 
     command = "python -m stereo_depth_ros.tools.train " + " ".join(
@@ -230,9 +231,18 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     teacher = (copy.deepcopy(model).eval().requires_grad_(False)
                if synthetic is not None and args.synthetic_target == "teacher" else None)
     step = 0
+    earlier_stages: list[dict[str, Any]] = []  # the runs this one --resume's, oldest first
     if args.resume and args.checkpoint.is_file():
+        earlier_stages = list(checkpoint_info(args.checkpoint).get("stages", []))
         step = load_checkpoint(args.checkpoint, model, optimizer)
         print(f"[train] resumed from {args.checkpoint} at step {step}", file=sys.stderr)
+    first_step = step
+
+    def stages() -> list[dict[str, Any]]:
+        """Every stage of the training so far, this run's last (what a resumed run's sidecar records)."""
+        return [*earlier_stages, {"command": command, "from_step": first_step, "to_step": step,
+                                  "training_seconds": round(time.time() - train_started, 1),
+                                  "device": str(device)}]
 
     def validate() -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -302,7 +312,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             history.append({"step": step, **validate()})
             tqdm.write(f"[train] step {step}: validation {_short(history[-1])}", file=sys.stderr)
         if step % args.checkpoint_every == 0 or step == args.steps or out_of_time:
-            save_checkpoint(args.checkpoint, model, optimizer, step, {"command": command})
+            save_checkpoint(args.checkpoint, model, optimizer, step, {"command": command, "stages": stages()})
         if out_of_time:
             tqdm.write(f"[train] time budget reached at step {step}; checkpoint kept for --resume", file=sys.stderr)
             break
@@ -334,6 +344,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "step_seconds_median": float(np.median(step_seconds)) if step_seconds else math.nan,
         "data_preparation_seconds": round(data_seconds, 1),
         "training_seconds": round(train_seconds, 1),
+        "stages": stages(),
         "validation": history[-1],
         "validation_history": history,
         "stopped_early": step < args.steps,
