@@ -226,10 +226,12 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     data_seconds = time.time() - started
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    # The anchor and the distillation teacher are the initial weights, also when a run resumes.
-    initial = [p.detach().clone() for p in model.parameters()] if args.anchor > 0 else []
+    # The anchor and the distillation teacher are the initial weights, also when a run resumes;
+    # with both, the frozen teacher's parameters are the anchor's (one copy of the initial weights).
     teacher = (copy.deepcopy(model).eval().requires_grad_(False)
                if synthetic is not None and args.synthetic_target == "teacher" else None)
+    initial = ([] if args.anchor <= 0 else list(teacher.parameters()) if teacher is not None
+               else [p.detach().clone() for p in model.parameters()])
     step = 0
     earlier_stages: list[dict[str, Any]] = []  # the runs this one --resume's, oldest first
     if args.resume and args.checkpoint.is_file():
