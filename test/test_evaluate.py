@@ -259,3 +259,17 @@ def test_main_bad_arguments(tmp_path: Path):
     assert ev.parse_args(["--disparity-bands"]).disparity_bands == []  # none: no breakdown
     assert ev.main(["--dataset", "folder", "--path", str(tmp_path / "nope"), "--backend", "sgbm",
                     "--output", str(tmp_path / "o")]) == 1
+
+
+def test_main_adapt_oracle_arm(tmp_path: Path):
+    """--adapt-oracle adds 'adapted_oracle' (the ground truth as the adaptation's label) beside the
+    default arms; it needs --adapt-steps."""
+    pytest.importorskip("stereo_depth_ros.core.synthetic")
+    out = tmp_path / "eval"
+    assert ev.main(["--num-samples", "1", "--width", "128", "--height", "96", "--output", str(out), "--no-images",
+                    "--adapt-steps", "2", "--adapt-oracle"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert {"adapted", "adapted_photometric", "adapted_oracle"} <= set(report["methods"])
+    assert report["adaptation"]["adapted_oracle"][0]["steps"] == 2
+    with pytest.raises(SystemExit):
+        ev.main(["--adapt-oracle"])

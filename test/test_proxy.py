@@ -144,6 +144,34 @@ def test_adapting_on_a_real_pair_cuts_its_error():
     assert adapted < photometric, (adapted, photometric)
 
 
+def test_ground_truth_oracle_adapts_further_than_the_proxy_labels():
+    """The oracle arm (ground truth as the label, the same update rule) on the real Motorcycle pair
+    (half of scikit-image's size) ends below the default adaptation's error in the same steps, also
+    when adapting at half the image size (labels resized, in that size's pixels); it refuses to run
+    without a ground truth of the image's size."""
+    pytest.importorskip("skimage")
+    from stereo_depth_ros.core.datasets import motorcycle_sample, scale_sample
+    from stereo_depth_ros.core.metrics import evaluate_disparity
+    from stereo_depth_ros.core.network.weights import load_model
+    from stereo_depth_ros.core.test_time import AdaptingBackend, GroundTruthAdaptingBackend, NetworkBackend
+
+    scene = scale_sample(motorcycle_sample(), 0.5)
+    model, _ = load_model()
+    bad2 = lambda pred: evaluate_disparity(pred, scene.disparity).all.bad2_pct  # noqa: E731
+    pair = (scene.left, scene.right)
+    for scale in (1.0, 0.5):
+        frozen = bad2(NetworkBackend(model, inference_scale=scale)(*pair))
+        proxy = bad2(AdaptingBackend(model, AdaptationConfig(), 8, inference_scale=scale)(*pair))
+        oracle_backend = GroundTruthAdaptingBackend(model, AdaptationConfig(), 8, inference_scale=scale)
+        oracle = bad2(oracle_backend(*pair, scene.disparity))
+        assert oracle < proxy < frozen, (scale, frozen, proxy, oracle)
+        assert oracle_backend.config.proxy_gate == "none" and oracle_backend.config.proxy_fill_weight == 0.0
+    with pytest.raises(ValueError, match="ground_truth"):
+        oracle_backend(*pair)
+    with pytest.raises(ValueError, match="ground_truth"):
+        oracle_backend(*pair, scene.disparity[:-1])
+
+
 def test_masks_trade_density_for_accuracy_on_the_real_motorcycle_pair():
     """What the node publishes on a real pair (quarter-size Middlebury Motorcycle, shipped with
     scikit-image): its trusted pixels are far more accurate than the dense map; the single-pass

@@ -9,7 +9,10 @@ tool (numpy ``(H, W, 3)`` float images in ``[0, 1]`` in, pixels out):
 * :class:`AdaptingBackend`: adapts the network with :class:`~.adaptation.OnlineAdapter` for
   ``steps`` steps on the pair it is given, then predicts it. Per scene (``continual=False``)
   every pair starts from the same initial weights; ``continual=True`` carries one adapter (and
-  its weights) from pair to pair, in order, as a robot would through changing scenes.
+  its weights) from pair to pair, in order, as a robot would through changing scenes;
+* :class:`GroundTruthAdaptingBackend`: the same update rule with the ground truth as the label
+  (an oracle, not a method): how far this network can move in that many steps, so that a gap
+  between it and :class:`AdaptingBackend` is the labels' share of the error.
 
 Adaptation runs at the size the network predicts at (the inference scale), like the node.
 """
@@ -25,13 +28,14 @@ import numpy as np
 import torch
 
 from .adaptation import AdaptationConfig, OnlineAdapter
+from .proxy import ProxyLabels
 from .network.estimator import image_to_tensor, prepare_for_inference
 from .network.model import StereoNet
 from .camera import StereoCamera
 from .masks import ValidityConfig
 from .pipeline import predict_left, process_frame, resize_images, scaled_size
 
-__all__ = ["NetworkBackend", "MaskedNetworkBackend", "AdaptingBackend"]
+__all__ = ["NetworkBackend", "MaskedNetworkBackend", "AdaptingBackend", "GroundTruthAdaptingBackend"]
 
 
 def _pair(left: np.ndarray, right: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,9 +155,12 @@ class AdaptingBackend:
         """The current adapted network (the initial one before the first pair)."""
         return self.adapter.model if self.adapter is not None else self._initial
 
+    def _new_adapter(self) -> OnlineAdapter:
+        return OnlineAdapter(copy.deepcopy(self._initial), self.config, seed=self.seed)
+
     def _adapt(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, Any]:
         if self.adapter is None or not self.continual:
-            self.adapter = OnlineAdapter(copy.deepcopy(self._initial), self.config, seed=self.seed)
+            self.adapter = self._new_adapter()
         adapter = self.adapter
         rollbacks_before = adapter.rollbacks
         statuses: dict[str, int] = {}
@@ -187,3 +194,66 @@ class AdaptingBackend:
             return predict_left(model, lt, rt, size)[0, 0].float().cpu().numpy()
         finally:
             model.train(was_training)
+
+
+class _GroundTruthAdapter(OnlineAdapter):
+    """An :class:`OnlineAdapter` whose proxy labels are the ground truth of the pair being adapted."""
+
+    labels: ProxyLabels | None = None
+
+    def proxy_labels(self, left: torch.Tensor, right: torch.Tensor) -> ProxyLabels:
+        if self.labels is None or self.labels.disparity.shape[-2:] != left.shape[-2:]:
+            raise ValueError(f"ground truth: expected labels of size {tuple(left.shape[-2:])}, got "
+                             f"{None if self.labels is None else tuple(self.labels.disparity.shape[-2:])}")
+        return self.labels
+
+
+class GroundTruthAdaptingBackend(AdaptingBackend):
+    """:class:`AdaptingBackend` with the ground truth as the proxy label: the ceiling of test-time
+    adaptation for this network, update rule and number of steps (a diagnostic, never a method).
+
+    The adapter's loss is unchanged (photometric + smoothness + truncated L1 to the labels) but its
+    labels are the scene's ground-truth disparity on every known pixel, without the photometric gate
+    and without a background fill. It is called with the ground truth
+    (``backend(left, right, ground_truth)``; the evaluation tool does so for backends whose
+    ``uses_ground_truth`` is True).
+
+    Args: as :class:`AdaptingBackend` (``config`` gets ``proxy="sgbm"``, ``proxy_gate="none"`` and
+        ``proxy_fill_weight=0`` so that the labels enter the loss as they are).
+    """
+
+    uses_ground_truth = True
+
+    def __init__(self, model: StereoNet, config: AdaptationConfig, steps: int, continual: bool = False,
+                 device: str | torch.device = "cpu", inference_scale: float = 1.0, name: str = "adapted_oracle",
+                 progress: bool = False, seed: int = 0) -> None:
+        from dataclasses import replace
+
+        config = replace(config, proxy="sgbm", proxy_gate="none", proxy_fill_weight=0.0)
+        super().__init__(model, config, steps, continual, device, inference_scale, name, progress, seed)
+        self.metadata["labels"] = "ground truth (oracle)"
+        self._labels: ProxyLabels | None = None
+
+    def _new_adapter(self) -> OnlineAdapter:
+        adapter = _GroundTruthAdapter(copy.deepcopy(self._initial), self.config, seed=self.seed)
+        adapter.labels = self._labels
+        return adapter
+
+    def __call__(self, left: np.ndarray, right: np.ndarray, ground_truth: np.ndarray | None = None) -> np.ndarray:
+        """Adapt on the pair with ``ground_truth`` (``(H, W)`` pixels, non-finite or <= 0 unknown) as
+        the label, then return its ``(H, W)`` float32 disparity in pixels."""
+        if ground_truth is None or np.shape(ground_truth) != np.shape(left)[:2]:
+            raise ValueError(f"ground_truth: expected an {np.shape(left)[:2]} disparity, got "
+                             f"{None if ground_truth is None else np.shape(ground_truth)}")
+        height, width = np.shape(left)[:2]
+        gt = torch.from_numpy(np.asarray(ground_truth, dtype=np.float32))[None, None].to(self.device)
+        known = torch.isfinite(gt) & (gt > 0)
+        gt = torch.where(known, gt, torch.zeros_like(gt))
+        if self.inference_scale != 1.0:  # labels at the adaptation size, in its pixels
+            size = scaled_size(height, width, self.inference_scale)
+            gt = torch.nn.functional.interpolate(gt, size=size, mode="nearest") * (size[1] / width)
+            known = torch.nn.functional.interpolate(known.float(), size=size, mode="nearest") > 0.5
+        self._labels = ProxyLabels(gt, known, torch.zeros_like(known))
+        if isinstance(self.adapter, _GroundTruthAdapter):  # continual: the carried adapter gets the new labels
+            self.adapter.labels = self._labels
+        return super().__call__(left, right)

@@ -203,6 +203,8 @@ def _run_backend(backend: Backend, name: str, sample: EvalSample) -> tuple[np.nd
     start = time.perf_counter()
     if isinstance(backend, SgbmBackend) and sample.max_disparity is not None:
         pred = backend(sample.left, sample.right, max_disparity=sample.max_disparity)  # the scene's known range
+    elif getattr(backend, "uses_ground_truth", False):  # the oracle arm (--adapt-oracle)
+        pred = backend(sample.left, sample.right, sample.disparity)
     else:
         pred = backend(sample.left, sample.right)
     elapsed_ms = 1000.0 * (time.perf_counter() - start)
@@ -569,6 +571,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--continual", action="store_true",
                    help="with --adapt-steps: one adapter carried through the scenes in order, then every "
                         "scene re-evaluated with its final weights")
+    p.add_argument("--adapt-oracle", action="store_true",
+                   help="with --adapt-steps: also 'adapted_oracle', the same adaptation with the ground truth as "
+                        "its label (a ceiling for this network and step count, not a method)")
     p.add_argument("--adapt-set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="adaptation settings of the adapting arms (AdaptationConfig fields)")
     p.add_argument("--compare-weights", nargs="*", default=[], metavar="WEIGHTS",
@@ -604,8 +609,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"--inference-scale: expected a fraction in (0, 1], got {args.inference_scale}")
     if args.adapt_steps < 0:
         p.error(f"--adapt-steps: expected an integer >= 0, got {args.adapt_steps}")
-    if (args.continual or args.adapt_set) and not args.adapt_steps:
-        p.error("--continual and --adapt-set: expected --adapt-steps N as well")
+    if (args.continual or args.adapt_set or args.adapt_oracle) and not args.adapt_steps:
+        p.error("--continual, --adapt-set and --adapt-oracle: expected --adapt-steps N as well")
     if args.adapt_steps and args.backend != "network":
         p.error("--adapt-steps: adapts the network, expected --backend network")
     try:
@@ -642,7 +647,7 @@ def _samples(args: argparse.Namespace) -> tuple[list[EvalSample] | Iterable[Eval
 
 
 def _backends(args: argparse.Namespace) -> list[Any]:
-    from ..core.test_time import AdaptingBackend, MaskedNetworkBackend, NetworkBackend
+    from ..core.test_time import AdaptingBackend, GroundTruthAdaptingBackend, MaskedNetworkBackend, NetworkBackend
 
     backends: list[Any] = []
     if args.backend == "network":
@@ -666,9 +671,12 @@ def _backends(args: argparse.Namespace) -> list[Any]:
             arms = [("adapted", config, False), ("adapted_photometric", replace(config, proxy="none"), False)]
             if args.continual:
                 arms.append(("continual", config, True))
+            if args.adapt_oracle:
+                arms.append(("adapted_oracle", config, False))
             for name, arm_config, continual in arms:
-                backend = AdaptingBackend(model, arm_config, args.adapt_steps, continual, args.device,
-                                          args.inference_scale, name, progress=True, seed=args.seed)
+                kind = GroundTruthAdaptingBackend if name == "adapted_oracle" else AdaptingBackend
+                backend = kind(model, arm_config, args.adapt_steps, continual, args.device,
+                               args.inference_scale, name, progress=True, seed=args.seed)
                 backend.warmup = False  # it learns from what it sees: no untimed extra pass
                 backends.append(backend)
     backends.append(SgbmBackend(max_disparity=args.max_disparity, mode=args.sgbm_mode))
