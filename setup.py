@@ -36,6 +36,7 @@ setup(
             "stereo_depth_replay = stereo_depth_ros.tools.replay:main",
             "stereo_depth_bench_adaptation = stereo_depth_ros.tools.bench_adaptation:main",
             "stereo_depth_blend_weights = stereo_depth_ros.tools.blend_weights:main",
+            "stereo_depth_label_quality = stereo_depth_ros.tools.label_quality:main",
         ],
     },
 )

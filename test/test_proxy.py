@@ -230,3 +230,47 @@ def test_the_photometric_gate_keeps_labels_that_reconstruct_better_and_holds_the
     assert not gated.learnable.any()
     with pytest.raises(ValueError, match="margin"):
         gate_labels(labels, flat, flat, flat_error, margin=1.0)
+
+
+def test_score_labels_counts_fixable_and_misleading_pixels():
+    """A hand-made row of five pixels (0-based): the prediction is right on pixel 0 and wrong on 1-3;
+    pixel 1 has a right SGBM label, pixel 2 a wrong filled one, pixel 3 none; pixel 4's ground truth
+    is unknown."""
+    from stereo_depth_ros.core.proxy import score_labels
+
+    t = lambda *v: torch.tensor(v, dtype=torch.float32).view(1, 1, 1, -1)  # noqa: E731
+    b = lambda *v: torch.tensor(v, dtype=torch.bool).view(1, 1, 1, -1)  # noqa: E731
+    gt = t(10.0, 20.0, 30.0, 40.0, float("inf"))
+    prediction = t(10.5, 25.0, 35.0, 45.0, 7.0)
+    labels = ProxyLabels(t(11.0, 20.5, 10.0, 0.0, 3.0), b(1, 1, 0, 0, 1), b(0, 0, 1, 0, 0),
+                         learnable=b(0, 1, 1, 0, 1))
+    s = score_labels(prediction, labels, gt)
+    assert s["wrong"] == pytest.approx(75.0) and s["valid_density"] == pytest.approx(50.0)
+    assert s["valid_bad"] == 0.0 and s["filled_bad"] == 100.0
+    assert s["fixable_valid"] == pytest.approx(100 / 3) and s["fixable_filled"] == 0.0
+    assert s["misleading"] == pytest.approx(100 / 3) and s["unlabelled"] == pytest.approx(100 / 3)
+    assert s["learnable"] == pytest.approx(50.0) and s["learnable_precision"] == pytest.approx(50.0)
+    assert s["learnable_fixes"] == pytest.approx(100 / 3)
+    with pytest.raises(ValueError, match="ground_truth"):
+        score_labels(prediction, labels, t(0.0, 0.0, 0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="ground_truth"):
+        score_labels(prediction, labels, gt[..., :4])
+
+
+def test_label_quality_tool_on_the_real_motorcycle_pair(tmp_path, capsys):
+    """The tool scores SGBM's labels on a real pair (a quarter of scikit-image's size): its confident
+    labels are mostly right there; a wrong path is a one-line error and no output file."""
+    pytest.importorskip("skimage")
+    import json
+
+    from stereo_depth_ros.tools.label_quality import main
+
+    out = tmp_path / "labels.json"
+    assert main(["--path", "motorcycle", "--scale", "0.25", "--margins", "0.2", "--output", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| motorcycle |" in table and "| **median** |" in table
+    row = json.loads(out.read_text())["scenes"][0]
+    assert row["valid_density"] > 50 and row["valid_bad"] < 25
+    assert 0 < row["gate 0.2"]["learnable"] < 100 and row["gate 0.2"]["learnable_precision"] > 50
+    assert main(["--path", str(tmp_path / "nope"), "--output", str(tmp_path / "x.json")]) == 1
+    assert not (tmp_path / "x.json").exists()

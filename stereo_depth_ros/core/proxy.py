@@ -34,7 +34,7 @@ import torch
 from .checks import check_tensor
 from .sgbm import SgbmBackend
 
-__all__ = ["ProxyLabels", "fill_background", "sgbm_proxy", "proxy_loss", "AGREEMENT_PX"]
+__all__ = ["ProxyLabels", "fill_background", "sgbm_proxy", "proxy_loss", "score_labels", "AGREEMENT_PX"]
 
 AGREEMENT_PX = 2.0
 """A prediction agrees with a proxy label when they differ by at most this (pixels)."""
@@ -172,3 +172,51 @@ def proxy_loss(
             "epe": float(on_valid.mean()) if on_valid.numel() else float("nan"),
         }
     return loss, stats
+
+
+@torch.no_grad()
+def score_labels(
+    prediction: torch.Tensor, labels: ProxyLabels, ground_truth: torch.Tensor, threshold: float = AGREEMENT_PX,
+) -> dict[str, float]:
+    """How good a set of proxy labels is against the ground truth, and how much of the prediction's
+    error it could correct (what limits adaptation by these labels).
+
+    Args:
+        prediction: ``(B, 1, H, W)`` the network's disparity (pixels).
+        labels: :class:`ProxyLabels` of the same size (``learnable`` set when they went through the
+            photometric gate with a reference).
+        ground_truth: ``(B, 1, H, W)`` disparity in pixels; non-finite or ``<= 0`` is unknown.
+        threshold: a disparity is right within this many pixels.
+
+    Returns:
+        Percentages over the known pixels: ``wrong`` (the prediction off by more than
+        ``threshold``), ``valid_density`` and ``valid_bad`` (the matcher's confident labels and the
+        share of them that are wrong), ``filled_bad``; over the prediction's wrong pixels:
+        ``fixable_valid`` / ``fixable_filled`` (a right confident / filled label),
+        ``misleading`` (a wrong label) and ``unlabelled``; with ``learnable``: ``learnable``
+        (share of known pixels), ``learnable_precision`` (share of them right) and ``learnable_fixes``
+        (share of the wrong pixels that get a right label through the gate).
+    """
+    check_tensor(prediction, "prediction", ("B", 1, "H", "W"))
+    for name, tensor in (("labels.disparity", labels.disparity), ("ground_truth", ground_truth)):
+        if tensor.shape != prediction.shape:
+            raise ValueError(f"{name}: expected shape {tuple(prediction.shape)} like the prediction, got {tuple(tensor.shape)}")
+    known = torch.isfinite(ground_truth) & (ground_truth > 0)
+    if not bool(known.any()):
+        raise ValueError("ground_truth: expected some known pixels (finite, > 0), got none")
+    gt = torch.where(known, ground_truth, torch.zeros_like(ground_truth))
+    wrong = known & ((prediction - gt).abs() > threshold)
+    right_label = (labels.disparity - gt).abs() <= threshold
+    valid, filled = labels.valid & known, labels.filled & known
+    pct = lambda part, whole: 100.0 * float(part.sum()) / max(1, int(whole.sum()))  # noqa: E731
+    scores = {
+        "wrong": pct(wrong, known), "valid_density": pct(valid, known), "valid_bad": pct(valid & ~right_label, valid),
+        "filled_bad": pct(filled & ~right_label, filled),
+        "fixable_valid": pct(wrong & valid & right_label, wrong), "fixable_filled": pct(wrong & filled & right_label, wrong),
+        "misleading": pct(wrong & (valid | filled) & ~right_label, wrong), "unlabelled": pct(wrong & ~valid & ~filled, wrong),
+    }
+    if labels.learnable is not None:
+        learnable = labels.learnable & known
+        scores.update(learnable=pct(learnable, known), learnable_precision=pct(learnable & right_label, learnable),
+                      learnable_fixes=pct(wrong & learnable & right_label, wrong))
+    return scores
