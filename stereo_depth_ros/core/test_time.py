@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -227,8 +228,6 @@ class GroundTruthAdaptingBackend(AdaptingBackend):
     def __init__(self, model: StereoNet, config: AdaptationConfig, steps: int, continual: bool = False,
                  device: str | torch.device = "cpu", inference_scale: float = 1.0, name: str = "adapted_oracle",
                  progress: bool = False, seed: int = 0) -> None:
-        from dataclasses import replace
-
         config = replace(config, proxy="sgbm", proxy_gate="none", proxy_fill_weight=0.0)
         super().__init__(model, config, steps, continual, device, inference_scale, name, progress, seed)
         self.metadata["labels"] = "ground truth (oracle)"

@@ -27,8 +27,10 @@ adaptation settings, SGBM proxy labels included) and ``adapted_photometric`` (th
 proxy: the photometric loss alone), each adapting a fresh copy of the same weights for N steps on
 each scene before predicting it. ``--continual`` adds ``continual``: one adapter carried through
 the scenes in order (N steps each), then every scene re-evaluated with its final weights
-(``continual_final``: what adaptation kept or forgot). ``--adapt-set KEY=VALUE`` changes an
-adaptation setting for every adapting arm (an :class:`AdaptationConfig` field).
+(``continual_final``: what adaptation kept or forgot). ``--adapt-oracle`` adds ``adapted_oracle``:
+the same adaptation with the scene's ground truth as its label (a ceiling, not a method).
+``--adapt-set KEY=VALUE`` changes an adaptation setting for every adapting arm (an
+:class:`AdaptationConfig` field).
 
 For every method the metrics of :mod:`stereo_depth_ros.core.metrics` are reported over "all
 pixels" (every GT-valid pixel, holes counted as errors) and over the method's "own valid pixels";
