@@ -274,3 +274,8 @@ def test_label_quality_tool_on_the_real_motorcycle_pair(tmp_path, capsys):
     assert 0 < row["gate 0.2"]["learnable"] < 100 and row["gate 0.2"]["learnable_precision"] > 50
     assert main(["--path", str(tmp_path / "nope"), "--output", str(tmp_path / "x.json")]) == 1
     assert not (tmp_path / "x.json").exists()
+    # The synthetic test split instead of real scenes.
+    assert main(["--synthetic", "outdoor", "--num-samples", "1", "--size", "128x96", "--margins", "0.2"]) == 0
+    assert "| outdoor_" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--synthetic", "outdoor", "--size", "3x"])

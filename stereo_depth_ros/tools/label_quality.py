@@ -2,6 +2,7 @@
 labels are on scenes with ground truth, and how much of the network's error they could correct.
 
     python -m stereo_depth_ros.tools.label_quality --path ../shared/realdata/middlebury motorcycle
+    python -m stereo_depth_ros.tools.label_quality --synthetic outdoor --num-samples 10 --size 320x240
 
 For every scene, with the frozen network's prediction: SGBM's labels exactly as online adaptation
 computes them (the network's search range, left-right check, uniqueness, speckle filter, background
@@ -17,7 +18,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -27,11 +28,28 @@ COLUMNS = (("wrong", "network wrong"), ("valid_density", "SGBM density"), ("vali
            ("fixable_valid", "fixable: SGBM"), ("fixable_filled", "fixable: fill"), ("misleading", "wrong label"))
 
 
+def _samples(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(name, left, right, ground-truth disparity)`` of the real scenes or the synthetic test split."""
+    if args.synthetic:
+        from ..core.synthetic import generate_sample, split_seeds
+
+        width, height = args.size
+        for seed in split_seeds("test", args.num_samples):
+            s = generate_sample(seed, width, height, args.synthetic)
+            yield f"{args.synthetic}_{seed}", s.left, s.right, s.disparity_left
+        return
+    from ..core.datasets import load_scenes, scale_sample
+
+    for sample in load_scenes(args.path):
+        if args.scale != 1.0:
+            sample = scale_sample(sample, args.scale)
+        yield sample.name, sample.left, sample.right, sample.disparity
+
+
 def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
 
     from ..core.adaptation import AdaptationConfig, OnlineAdapter
-    from ..core.datasets import load_scenes, scale_sample
     from ..core.losses import census_error, photometric_error
     from ..core.network.estimator import image_to_tensor
     from ..core.network.weights import load_model
@@ -45,23 +63,21 @@ def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     adapter = OnlineAdapter(model, config)
     image_error = census_error if config.image_loss == "census" else photometric_error
     rows = []
-    for sample in load_scenes(args.path):
-        if args.scale != 1.0:
-            sample = scale_sample(sample, args.scale)
-        left, right = image_to_tensor(sample.left, args.device), image_to_tensor(sample.right, args.device)
+    for name, left_image, right_image, disparity in _samples(args):
+        left, right = image_to_tensor(left_image, args.device), image_to_tensor(right_image, args.device)
         with torch.no_grad():
             prediction = predict_left(model.eval(), left, right, None).float()
             recon, _ = warp_right_to_left(right, prediction, padding_mode="border")
             error = image_error(recon, left)
         labels = adapter.proxy_labels(left, right)
-        gt = torch.from_numpy(np.asarray(sample.disparity, dtype=np.float32))[None, None].to(args.device)
-        row: dict[str, Any] = {"scene": sample.name, **score_labels(prediction, labels, gt)}
+        gt = torch.from_numpy(np.asarray(disparity, dtype=np.float32))[None, None].to(args.device)
+        row: dict[str, Any] = {"scene": name, **score_labels(prediction, labels, gt)}
         for margin in args.margins:
             gated = gate_labels(labels, left, right, error, image_error, margin)
             scores = score_labels(prediction, gated, gt)
             row[f"gate {margin:g}"] = {k: scores[k] for k in ("learnable", "learnable_precision", "learnable_fixes")}
         rows.append(row)
-        print(f"[label_quality] {sample.name}: done", file=sys.stderr)
+        print(f"[label_quality] {name}: done", file=sys.stderr)
     return rows
 
 
@@ -93,8 +109,13 @@ def _table(rows: list[dict[str, Any]], margins: Sequence[float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--path", nargs="+", required=True,
-                   help="scene folders (Middlebury, KITTI, or folders of them) and/or built-in scenes (motorcycle)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--path", nargs="+",
+                        help="scene folders (Middlebury, KITTI, or folders of them) and/or built-in scenes (motorcycle)")
+    source.add_argument("--synthetic", metavar="DOMAIN",
+                        help="the synthetic test split of this domain instead (indoor = training domain, outdoor = unseen)")
+    p.add_argument("--num-samples", type=int, default=10, help="with --synthetic: samples of the test split")
+    p.add_argument("--size", default="320x240", help="with --synthetic: WIDTHxHEIGHT of the samples")
     p.add_argument("--margins", type=float, nargs="*", default=[0.2, 0.4],
                    help="photometric gate margins to score (adaptation.proxy_gate_margin)")
     p.add_argument("--scale", type=float, default=1.0, help="score the scenes resized by this factor")
@@ -104,6 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 0.0 < args.scale <= 1.0:
         p.error(f"--scale: expected a fraction in (0, 1], got {args.scale}")
+    try:
+        args.size = tuple(int(v) for v in args.size.lower().split("x"))
+        if len(args.size) != 2 or min(args.size) < 32:
+            raise ValueError
+    except ValueError:
+        p.error(f"--size: expected WIDTHxHEIGHT of at least 32x32 pixels, got {args.size!r}")
+    if args.num_samples < 1:
+        p.error(f"--num-samples: expected a positive integer, got {args.num_samples}")
     if any(not 0.0 <= m < 1.0 for m in args.margins):
         p.error(f"--margins: expected fractions in [0, 1), got {args.margins}")
     try:
@@ -112,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[label_quality] error: {exc}", file=sys.stderr)
         return 1
     if not rows:
-        print(f"[label_quality] error: no scenes with ground truth under {args.path}", file=sys.stderr)
+        print(f"[label_quality] error: no scenes with ground truth under {args.path or args.synthetic}", file=sys.stderr)
         return 1
     print(_table(rows, args.margins))
     if args.output is not None:
