@@ -154,7 +154,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               "disables).", False, 0, 10000),
     ParamSpec("adaptation.adapt_every", 1, "Adapt on every N-th processed frame.", False, 1, 1000),
     ParamSpec("adaptation.weights_path", "", "Where adapted weights are saved (empty: never saved).", True),
-    ParamSpec("adaptation.thread_nice", 4, "Raise the adaptation thread's nice value by this much on CPU (Linux; 0-19): "
+    ParamSpec("adaptation.thread_nice", 6, "Raise the adaptation thread's nice value by this much on CPU (Linux; 0-19): "
               "adaptation is background work and yields the cores to the frame path and other processes.", True, 0, 19),
     ParamSpec("adaptation.resume", False, "Start from adaptation.weights_path when it loads (else the shipped weights).", True),
     ParamSpec("adaptation.save_period", 300.0, "Save adapted weights every this many seconds (0: only on shutdown/service).", False, 0.0, 86400.0),
