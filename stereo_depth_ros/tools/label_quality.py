@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -59,8 +60,10 @@ def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     from ..core.warping import warp_right_to_left
 
     model, _ = load_model(args.weights, args.device)
+    # The frozen network is both the prediction scored here and the gate's reference: the adapter
+    # computes SGBM's labels only, and the prediction is set as the reference (no second forward pass).
     config = AdaptationConfig()
-    adapter = OnlineAdapter(model, config)
+    adapter = OnlineAdapter(model, replace(config, proxy_reference=False))
     image_error = census_error if config.image_loss == "census" else photometric_error
     rows = []
     for name, left_image, right_image, disparity in _samples(args):
@@ -69,7 +72,7 @@ def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
             prediction = predict_left(model.eval(), left, right, None).float()
             recon, _ = warp_right_to_left(right, prediction, padding_mode="border")
             error = image_error(recon, left)
-        labels = adapter.proxy_labels(left, right)
+        labels = replace(adapter.proxy_labels(left, right), reference=prediction)
         gt = torch.from_numpy(np.asarray(disparity, dtype=np.float32))[None, None].to(args.device)
         row: dict[str, Any] = {"scene": name, **score_labels(prediction, labels, gt)}
         for margin in args.margins:
