@@ -312,7 +312,7 @@ def ros_context(request: pytest.FixtureRequest):
 
 @pytest.mark.parametrize("mode", ["exact", "approximate"])
 def test_stereo_subscriber_over_real_topics(ros_context: Any, mode: str) -> None:
-    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -342,7 +342,9 @@ def test_stereo_subscriber_over_real_topics(ros_context: Any, mode: str) -> None
         left_image_topic=f"{prefix}/left/image_rect", right_image_topic=f"{prefix}/right/image_rect",
         left_info_topic=f"{prefix}/left/camera_info", right_info_topic=f"{prefix}/right/camera_info",
         qos=qos, queue_size=frames, approximate=mode == "approximate", slop=0.005,
-        callback_group=ReentrantCallbackGroup(),
+        # The group runs one callback at a time: a multi-threaded executor still spins, but each
+        # topic reaches the synchroniser in order (a reentrant group is refused, see below).
+        callback_group=MutuallyExclusiveCallbackGroup(),
     )
     assert stereo.backend == ("message_filters" if message_filters_available() else "builtin")
     publishers = [pub_node.create_publisher(t, f"{prefix}/{name}", qos) for t, name in (
@@ -392,6 +394,23 @@ def test_stereo_subscriber_over_real_topics(ros_context: Any, mode: str) -> None
         assert counters["received"] == frames and counters["last_receive_monotonic"] is not None
         if stats["backend"] == "builtin":
             assert counters["dropped_overflow"] == counters["dropped_late"] == counters["dropped_unmatched"] == 0
+
+
+def test_stereo_subscriber_refuses_a_reentrant_callback_group(ros_context: Any) -> None:
+    """rclpy's multi-threaded executor re-arms a subscription as soon as a message is taken, so a
+    reentrant group can run two callbacks of one topic at once and deliver them out of order (CI saw
+    the later frame win the lock, the earlier one then read as time starting over, 9/12 sets)."""
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.node import Node
+
+    node = Node("stereo_sync_reentrant", context=ros_context)
+    try:
+        for backend in ("builtin", "auto"):
+            with pytest.raises(SyncError, match="ReentrantCallbackGroup"):
+                StereoSubscriber(node, lambda *m: None, backend=backend, callback_group=ReentrantCallbackGroup())
+        assert len(list(node.subscriptions)) == 0  # refused before any subscription was made
+    finally:
+        node.destroy_node()
 
 
 def _message_filters_stand_in(node_subscriptions: list) -> Any:

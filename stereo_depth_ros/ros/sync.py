@@ -385,8 +385,13 @@ class StereoSubscriber:
         slop: see ``approximate``.
         backend: ``"auto"`` (message_filters when importable, else built-in), ``"message_filters"``
             or ``"builtin"``.
-        callback_group: for the four subscriptions (a ``ReentrantCallbackGroup`` is safe: the
-            synchroniser locks).
+        callback_group: for the four subscriptions (default: the node's). It must not run two
+            callbacks of one subscription at once, so a ``ReentrantCallbackGroup`` is refused: a
+            multi-threaded executor hands a subscription back to the wait set as soon as a message
+            is taken, so two messages of one topic could reach the synchroniser out of order, and
+            the older one would be dropped as late (or read as time starting over when frames are
+            further apart than ``jump_threshold``). A ``MutuallyExclusiveCallbackGroup`` keeps each
+            topic in order.
         jump_threshold: seconds back in time that count as a time jump (built-in backend; the
             module docstring); ``on_time_jump(new_stamp_ns, previous_stamp_ns)`` is called then.
         cache_camera_info: synchronise the two images only and hand over the latest camera_info
@@ -395,8 +400,8 @@ class StereoSubscriber:
             judges its age.
 
     Raises:
-        SyncError: bad queue_size / slop / backend; ImportError for ``backend="message_filters"``
-            when it is not installed.
+        SyncError: bad queue_size / slop / backend, a ``ReentrantCallbackGroup``; ImportError for
+            ``backend="message_filters"`` when it is not installed.
     """
 
     def __init__(
@@ -418,11 +423,18 @@ class StereoSubscriber:
         on_time_jump: Callable[[int, int], None] | None = None,
         cache_camera_info: bool = False,
     ) -> None:
+        from rclpy.callback_groups import ReentrantCallbackGroup
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CameraInfo, Image
 
         if backend not in ("auto", "message_filters", "builtin"):
             raise SyncError(f"backend: expected 'auto', 'message_filters' or 'builtin', got {backend!r}")
+        if isinstance(callback_group, ReentrantCallbackGroup):
+            raise SyncError(
+                "callback_group: expected a MutuallyExclusiveCallbackGroup or None (the node's default), got a "
+                "ReentrantCallbackGroup: it lets a multi-threaded executor hand two messages of one topic to the "
+                "synchroniser out of order, and the older one would be dropped"
+            )
         if backend == "message_filters" and not message_filters_available():
             raise ImportError("StereoSubscriber(backend='message_filters'): message_filters is not importable")
         self._node = node
