@@ -140,3 +140,16 @@ def test_ssim_equals_the_textbook_window_formula():
     c1, c2 = 0.01**2, 0.03**2
     expected = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     torch.testing.assert_close(L.ssim(x, y), expected, rtol=0, atol=1e-12)
+
+
+def test_image_error_function_names_every_adaptation_choice() -> None:
+    from typing import get_args, get_type_hints
+
+    from stereo_depth_ros.core.adaptation import AdaptationConfig
+
+    assert set(get_args(get_type_hints(AdaptationConfig)["image_loss"])) == set(L.IMAGE_ERRORS) == {"ssim_l1", "census"}
+    a, b = torch.rand(1, 3, 12, 14), torch.rand(1, 3, 12, 14)
+    assert torch.equal(L.image_error_function("ssim_l1")(a, b), L.photometric_error(a, b))
+    assert torch.equal(L.image_error_function("census")(a, b), L.census_error(a, b))
+    with pytest.raises(ValueError, match=r"image_loss: expected one of \['census', 'ssim_l1'\], got 'l2'"):
+        L.image_error_function("l2")

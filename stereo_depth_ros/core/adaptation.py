@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from .checks import check_positive, check_same_batch_and_size, check_tensor
-from .losses import census_error, left_right_consistency, masked_mean, photometric_error
+from .losses import image_error_function, left_right_consistency, masked_mean
 from .network.compiled import CompiledStereoNet
 from .network.estimator import predict_left_right, prepare_for_inference
 from .network.model import StereoNet
@@ -393,7 +393,7 @@ class OnlineAdapter:
             if precomputed is None:
                 self._last_labels = labels  # kept with the frame if it enters the replay memory
         loss, terms, valid_fraction = self_supervised_loss(disp, left, right, c, labels)
-        image_error = census_error if c.image_loss == "census" else photometric_error
+        image_error = image_error_function(c.image_loss)
         if c.multiscale and disp_right is None:
             coarse = self._multiscale_error(output, left, right, image_error)
             loss = loss + c.photometric_weight * coarse

@@ -7,6 +7,8 @@ SSIM windows and ``alpha = 0.85``. Maps are reduced by the caller (:func:`masked
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -17,6 +19,7 @@ __all__ = [
     "ssim",
     "photometric_error",
     "census_error",
+    "image_error_function",
     "huber",
     "edge_aware_smoothness",
     "left_right_consistency",
@@ -116,6 +119,29 @@ def census_error(pred: torch.Tensor, target: torch.Tensor, size: int = 7) -> tor
         raise ValueError(f"size: expected an odd window of at least 3 pixels, got {size}")
     difference = (_ternary_transform(pred, size) - _ternary_transform(target, size)) ** 2
     return (difference / (0.1 + difference)).mean(dim=1, keepdim=True)
+
+
+IMAGE_ERRORS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "ssim_l1": photometric_error,
+    "census": census_error,
+}
+
+
+def image_error_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The reconstruction error called ``name`` (``AdaptationConfig.image_loss``).
+
+    Args:
+        name: ``"ssim_l1"`` (:func:`photometric_error`) or ``"census"`` (:func:`census_error`).
+
+    Returns:
+        ``error(pred, target)``: ``(B, C, H, W)`` images in ``[0, 1]`` -> ``(B, 1, H, W)`` error.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if name not in IMAGE_ERRORS:
+        raise ValueError(f"image_loss: expected one of {sorted(IMAGE_ERRORS)}, got {name!r}")
+    return IMAGE_ERRORS[name]
 
 
 def huber(residual: torch.Tensor, delta: float = 1.0) -> torch.Tensor:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from .checks import check_same_batch_and_size, check_tensor
-from .losses import census_error, edge_aware_smoothness, masked_mean, photometric_error
+from .losses import edge_aware_smoothness, image_error_function, masked_mean, photometric_error
 from .proxy import ProxyLabels, proxy_loss
 from .warping import warp_right_to_left
 
@@ -54,7 +54,7 @@ def self_supervised_loss(
     # Every pixel enters the photometric term (border padding for samples outside the right
     # image): averaging over in-view pixels only lets the network lower the loss by pushing
     # disparities out of view, which is how full adaptation diverged in our first runs.
-    image_error = census_error if c.image_loss == "census" else photometric_error
+    image_error = image_error_function(c.image_loss)
     recon, _ = warp_right_to_left(right, disparity, padding_mode="border")
     error = image_error(recon, left)
     mask = torch.ones_like(error, dtype=torch.bool)

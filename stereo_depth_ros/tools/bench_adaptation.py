@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..core.adaptation import AdaptationConfig, OnlineAdapter
-from ..core.losses import census_error, photometric_error
+from ..core.losses import image_error_function
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import load_model
 from ..core.synthetic import generate_sample, generate_sequence, split_seeds
@@ -61,7 +61,7 @@ def photometric_signal(model: torch.nn.Module, frames: Sequence[tuple[torch.Tens
         more than 1e-4 (about 0.5 or less = no preference: nothing to learn there). NaN without
         wrong pixels.
     """
-    error = census_error if image_loss == "census" else photometric_error
+    error = image_error_function(image_loss)
     wrong, loss_gt, loss_pred, better, visible = 0, 0.0, 0.0, 0, 0
     for left, right, gt, occluded in frames:
         target = torch.as_tensor(gt, dtype=left.dtype, device=left.device)[None, None]
@@ -88,7 +88,7 @@ def single_frame(args: argparse.Namespace, width: int, height: int) -> int:
     If the loss falls below the GT's while EPE rises, the objective is exploitable on that data
     (guards off, so the optimiser shows what the objective rewards).
     """
-    from ..core.losses import census_error, edge_aware_smoothness, photometric_error
+    from ..core.losses import edge_aware_smoothness
     from ..core.warping import warp_right_to_left
 
     sample = generate_sample(args.seed, width, height, args.domain)
@@ -96,7 +96,7 @@ def single_frame(args: argparse.Namespace, width: int, height: int) -> int:
     gt = torch.from_numpy(sample.disparity_left)[None, None]
     config = AdaptationConfig(mode="full", learning_rate=args.lr, image_loss=args.image_loss, automask=False,
                               lr_warmup_steps=1, jump_factor=1e9, rise_factor=1e9, max_in_view_drop=0.99, spread_band=1e9)
-    error = census_error if args.image_loss == "census" else photometric_error
+    error = image_error_function(args.image_loss)
     with torch.no_grad():
         gt_loss = float(error(warp_right_to_left(right, gt)[0], left).mean() + config.smoothness_weight * edge_aware_smoothness(gt, left).mean())
     model, _ = load_model(args.weights)

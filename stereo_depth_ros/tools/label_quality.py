@@ -51,7 +51,7 @@ def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
 
     from ..core.adaptation import AdaptationConfig, OnlineAdapter
-    from ..core.losses import census_error, photometric_error
+    from ..core.losses import image_error_function
     from ..core.network.estimator import image_to_tensor
     from ..core.network.weights import load_model
     from ..core.pipeline import predict_left
@@ -64,7 +64,7 @@ def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     # computes SGBM's labels only, and the prediction is set as the reference (no second forward pass).
     config = AdaptationConfig()
     adapter = OnlineAdapter(model, replace(config, proxy_reference=False))
-    image_error = census_error if config.image_loss == "census" else photometric_error
+    image_error = image_error_function(config.image_loss)
     rows = []
     for name, left_image, right_image, disparity in _samples(args):
         left, right = image_to_tensor(left_image, args.device), image_to_tensor(right_image, args.device)
