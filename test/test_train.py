@@ -27,6 +27,15 @@ def test_training_writes_weights_and_resume_repeats_the_same_run(tmp_path):
     assert "tools.train" in sidecar["training_command"] and "--steps 4" in sidecar["training_command"]
     assert set(sidecar["validation"]) == {"epe", "bad1", "bad3"} and len(sidecar["validation_history"]) == 2
     assert meta["steps"] == 4
+    # The resumed run's sidecar names both stages and keeps the first stage's validation.
+    resumed_sidecar = json.loads((resumed / "w.json").read_text())
+    first, second = resumed_sidecar["stages"]
+    assert (first["from_step"], first["to_step"], second["from_step"], second["to_step"]) == (0, 2, 2, 4)
+    assert "--resume" not in first["command"] and "--resume" in second["command"]
+    assert [h["step"] for h in resumed_sidecar["validation_history"]] == [2, 4]
+    for got, want in zip(resumed_sidecar["validation_history"], sidecar["validation_history"]):
+        assert got == pytest.approx(want)
+    assert [(s["from_step"], s["to_step"]) for s in sidecar["stages"]] == [(0, 4)]
 
 
 def test_batches_are_deterministic_and_mirroring_keeps_geometry():

@@ -11,7 +11,8 @@ kept as uint8 images and float16 disparities (on the GPU when it fits), and samp
 crops, left/right swap-and-flip (which turns the right GT into the left GT) and per-view
 photometric jitter. Validation on the held-out ``val`` split runs every ``--val-every`` steps;
 ``--checkpoint`` is written every ``--checkpoint-every`` steps (safetensors: model + optimiser +
-step) and ``--resume`` continues from it with the same batch sequence.
+step, with the stages and validations so far) and ``--resume`` continues from it with the same batch
+sequence; the sidecar then lists every stage (command, steps, time) and the whole validation history.
 """
 
 from __future__ import annotations
@@ -280,13 +281,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = StereoNet(NetworkConfig()).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step = 0
+    history: list[dict[str, float]] = []
+    earlier_stages: list[dict[str, Any]] = []  # the runs this one --resume's, oldest first
     if args.resume and args.checkpoint.is_file():
+        info = checkpoint_info(args.checkpoint)
+        earlier_stages = list(info.get("stages", []))
+        history = list(info.get("validation_history", []))
         step = load_checkpoint(args.checkpoint, model, optimizer)
         print(f"[train] resumed from {args.checkpoint} at step {step}", file=sys.stderr)
+    first_step = step
     max_disp = float(model.config.max_disparity)
-    history: list[dict[str, float]] = []
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = dict(history[-1]) if history else {}
+    metrics.pop("step", None)
     train_started = time.time()
+
+    def stages() -> list[dict[str, Any]]:
+        """Every stage of the training so far, this run's last (what a resumed run's sidecar records)."""
+        return [*earlier_stages, {"command": command, "from_step": first_step, "to_step": step,
+                                  "training_seconds": round(time.time() - train_started, 1),
+                                  "device": str(device)}]
+
     bar = tqdm(total=args.steps, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True)
     model.train()
     scheduled = args.schedule_minutes is not None
@@ -318,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tqdm.write(f"[train] step {step}: val EPE {metrics['epe']:.3f} px, bad-1 {metrics['bad1']:.2f}%, "
                        f"bad-3 {metrics['bad3']:.2f}%", file=sys.stderr)
         if step % args.checkpoint_every == 0 or step == args.steps or out_of_time:
-            save_checkpoint(args.checkpoint, model, optimizer, step, {"command": command})
+            save_checkpoint(args.checkpoint, model, optimizer, step,
+                            {"command": command, "stages": stages(), "validation_history": history})
         if out_of_time:
             tqdm.write(f"[train] --max-minutes reached at step {step}; checkpoint kept for --resume", file=sys.stderr)
             break
@@ -342,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "amp": bool(args.amp),
         "data_generation_seconds": round(data_seconds, 1),
         "training_seconds": round(train_seconds, 1),
+        "stages": stages(),
         "validation": metrics,
         "validation_history": history,
         "stopped_early": step < args.steps,
