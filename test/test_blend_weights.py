@@ -10,6 +10,7 @@ import torch
 from stereo_depth_ros.core.network.config import NetworkConfig
 from stereo_depth_ros.core.network.model import StereoNet
 from stereo_depth_ros.core.network.weights import interpolate_states, load_weights, save_weights
+from stereo_depth_ros.tools.blend_weights import _fine_tuning_data
 from stereo_depth_ros.tools.blend_weights import main as blend
 
 SMALL = NetworkConfig(encoder_channels=(8, 8, 8, 8, 8, 8), decoder_channels=((8, 8, 8),) * 6, refinement_channels=8)
@@ -31,8 +32,9 @@ def test_interpolation_is_exact_at_the_ends_and_linear_between():
 def test_tool_writes_the_blend_with_its_provenance(tmp_path, capsys):
     torch.manual_seed(1)
     first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    save_weights(StereoNet(SMALL), first, {"training_command": "a"})
-    save_weights(StereoNet(SMALL), second, {"training_command": "b", "steps": 7})
+    save_weights(StereoNet(SMALL), first, {"training_command": "a", "data": {"generator": "synthetic"}})
+    save_weights(StereoNet(SMALL), second, {"training_command": "b", "steps": 7, "data": {
+        "initial": {"generator": "synthetic"}, "fine_tuning": [{"path": "robot.mcap", "frames": 4}]}})
     out = tmp_path / "out.safetensors"
     assert blend([str(first), str(second), "--alpha", "0.5", "--output", str(out)]) == 0
     state, meta = load_weights(out)
@@ -42,6 +44,10 @@ def test_tool_writes_the_blend_with_its_provenance(tmp_path, capsys):
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["alpha"] == 0.5 and sidecar["inputs"]["tuned"]["training_command"] == "b"
     assert len(sidecar["inputs"]["initial"]["sha256"]) == 64 and sidecar["tuned"]["steps"] == 7
+    # What the blend has seen: the initial weights' data and the fine-tuning's sources, once each.
+    assert sidecar["data"] == {"initial": {"generator": "synthetic"}, "fine_tuning": [{"path": "robot.mcap", "frames": 4}]}
+    assert _fine_tuning_data({"sources": [{"path": "old"}]}) == [{"path": "old"}]  # sidecars written before
+    assert _fine_tuning_data({"data": {"generator": "synthetic"}}) == {"generator": "synthetic"}  # supervised
     # Bad input: another network, a missing file -> one line, no output.
     other = tmp_path / "other.safetensors"
     save_weights(StereoNet(NetworkConfig(encoder_channels=(8,) * 6, decoder_channels=((8, 8, 8),) * 6,

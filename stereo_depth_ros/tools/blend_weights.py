@@ -17,7 +17,7 @@ import hashlib
 import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..core.network.config import NetworkConfig
 from ..core.network.weights import WeightsError, interpolate_states, load_weights, save_weights
@@ -28,6 +28,15 @@ __all__ = ["main"]
 def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _fine_tuning_data(meta: dict[str, Any]) -> Any:
+    """What the tuned weights were fine-tuned on: ``data.fine_tuning`` (``train --unlabeled``), a
+    top-level ``sources`` (sidecars written before that), or the whole ``data`` (a supervised run)."""
+    data = meta.get("data")
+    if isinstance(data, dict) and "fine_tuning" in data:
+        return data["fine_tuning"]
+    return meta.get("sources", data)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,10 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               for name, path, meta in (("initial", args.initial, initial_meta), ("tuned", args.tuned, tuned_meta))}
     meta = {"training_command": "stereo_depth_blend_weights " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
             "mode": "weight interpolation (WiSE-FT)", "alpha": args.alpha, "inputs": inputs,
-            "tuned": {k: tuned_meta.get(k) for k in ("sources", "frames", "steps", "synthetic", "validation", "lr", "anchor")
+            "tuned": {k: tuned_meta.get(k) for k in ("frames", "steps", "synthetic", "validation", "lr", "anchor")
                       if k in tuned_meta},
             # What the blend has seen: the initial weights' data and the fine-tuning's sources.
-            "data": {"initial": initial_meta.get("data"), "fine_tuning": tuned_meta.get("sources", tuned_meta.get("data"))}}
+            "data": {"initial": initial_meta.get("data"), "fine_tuning": _fine_tuning_data(tuned_meta)}}
     save_weights(state, args.output, meta, config=config)
     print(f"[blend] wrote {args.output} = {args.initial} + {args.alpha:g} x ({args.tuned} - {args.initial})", file=sys.stderr)
     return 0

@@ -326,8 +326,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "mode": "unlabeled fine-tuning (photometric + SGBM proxy + smoothness)",
         "initialised_from": {"path": str(init), "training_command": init_meta.get("training_command"),
                              "steps": init_meta.get("steps"), "initialised_from": init_meta.get("initialised_from")},
-        "sources": sources,
-        # What these weights have seen, as blend_weights records it: the initial weights' data and these sources.
+        # What these weights have seen, as blend_weights records it: the initial weights' data and this
+        # run's sources (path, kind, frames, bytes, SHA-256).
         "data": {"initial": init_meta.get("data"), "fine_tuning": sources},
         "frames": {"train": frame_names(train_frames), "held_out": frame_names(held)},
         "validation_scenes": [s.name for s in val_scenes],
