@@ -35,13 +35,46 @@ def line_plot(series: dict[str, Sequence[float]], title: str, ylabel: str, size:
         cv2.putText(image, f"{int(round(i))}", (px - 8, height - bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, "frame", (width // 2 - 20, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, f"{title} ({ylabel})", (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    lines = []
     for k, (name, v) in enumerate(zip(series, values)):
         colour = _COLOURS[k % len(_COLOURS)]
         points = [to_px(i, y) for i, y in enumerate(v) if np.isfinite(y)]
         if len(points) > 1:
             cv2.polylines(image, [np.array(points, np.int32)], False, colour, 2, cv2.LINE_AA)
-        cv2.putText(image, name, (width - right - 150, top + 20 + 18 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+        for (xa, ya), (xb, yb) in zip(points, points[1:]):  # the segments too, not only the vertices
+            steps = max(abs(xb - xa), abs(yb - ya), 1)
+            lines.extend(zip(np.linspace(xa, xb, steps + 1).round().astype(int).tolist(),
+                             np.linspace(ya, yb, steps + 1).round().astype(int).tolist()))
+        lines.extend(points)
+    _legend(image, list(series), (left, top, width - right, height - bottom), lines)
     return image
+
+
+def _legend(image: np.ndarray, names: list[str], plot_box: tuple[int, int, int, int],
+            points: list[tuple[int, int]]) -> None:
+    """A boxed legend (a swatch and a name per series) in the plot corner that covers the fewest
+    plotted points, drawn over the lines so that every name stays readable."""
+    if not names:
+        return
+    font, scale, row = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 18
+    text_width = max(cv2.getTextSize(name, font, scale, 1)[0][0] for name in names)
+    box_w, box_h = text_width + 44, row * len(names) + 8
+    x0, y0, x1, y1 = plot_box
+    corners = [(x1 - box_w - 6, y0 + 6), (x0 + 6, y0 + 6), (x1 - box_w - 6, y1 - box_h - 6), (x0 + 6, y1 - box_h - 6)]
+    xy = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+
+    def covered(corner: tuple[int, int]) -> int:
+        cx, cy = corner
+        return int(np.count_nonzero((xy[:, 0] >= cx) & (xy[:, 0] <= cx + box_w) & (xy[:, 1] >= cy) & (xy[:, 1] <= cy + box_h)))
+
+    bx, by = min(corners, key=covered)  # ties keep the first: top right
+    cv2.rectangle(image, (bx, by), (bx + box_w, by + box_h), (255, 255, 255), -1)
+    cv2.rectangle(image, (bx, by), (bx + box_w, by + box_h), (160, 160, 160), 1)
+    for k, name in enumerate(names):
+        colour = _COLOURS[k % len(_COLOURS)]
+        y = by + 4 + row * k + row // 2
+        cv2.line(image, (bx + 8, y), (bx + 30, y), colour, 2, cv2.LINE_AA)
+        cv2.putText(image, name, (bx + 36, y + 5), font, scale, colour, 1, cv2.LINE_AA)
 
 
 def render_cloud(points: np.ndarray, colours: np.ndarray, size: tuple[int, int] = (640, 480), yaw_deg: float = 25.0,
