@@ -35,7 +35,7 @@ def line_plot(series: dict[str, Sequence[float]], title: str, ylabel: str, size:
         cv2.putText(image, f"{int(round(i))}", (px - 8, height - bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, "frame", (width // 2 - 20, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, f"{title} ({ylabel})", (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    lines = []
+    lines: list[tuple[int, int]] = []  # every plotted pixel, for placing the legend
     for k, (name, v) in enumerate(zip(series, values)):
         colour = _COLOURS[k % len(_COLOURS)]
         points = [to_px(i, y) for i, y in enumerate(v) if np.isfinite(y)]
@@ -45,7 +45,7 @@ def line_plot(series: dict[str, Sequence[float]], title: str, ylabel: str, size:
             steps = max(abs(xb - xa), abs(yb - ya), 1)
             lines.extend(zip(np.linspace(xa, xb, steps + 1).round().astype(int).tolist(),
                              np.linspace(ya, yb, steps + 1).round().astype(int).tolist()))
-        lines.extend(points)
+        lines.extend(points)  # (a series of one point has no segment)
     _legend(image, list(series), (left, top, width - right, height - bottom), lines)
     return image
 
