@@ -169,6 +169,23 @@ def save_checkpoint(path: Path, model: StereoNet, optimizer: torch.optim.Optimiz
     os.replace(tmp, path)
 
 
+@dataclass
+class TrainingStages:
+    """The stages of one training, for checkpoints and the sidecar: the runs a ``--resume``
+    continues (read from the checkpoint, oldest first) and this one, from ``first_step``."""
+
+    command: str
+    device: str
+    first_step: int
+    earlier: list[dict[str, Any]]
+    started: float  # time.time() when this run's training began
+
+    def upto(self, step: int) -> list[dict[str, Any]]:
+        """Every stage so far, this run's last (ending at ``step``)."""
+        return [*self.earlier, {"command": self.command, "from_step": self.first_step, "to_step": step,
+                                "training_seconds": round(time.time() - self.started, 1), "device": self.device}]
+
+
 def checkpoint_info(path: Path) -> dict[str, Any]:
     """The metadata :func:`save_checkpoint` stored (step, optimiser groups, config, the caller's keys)."""
     from safetensors import safe_open
@@ -289,18 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         history = list(info.get("validation_history", []))
         step = load_checkpoint(args.checkpoint, model, optimizer)
         print(f"[train] resumed from {args.checkpoint} at step {step}", file=sys.stderr)
-    first_step = step
     max_disp = float(model.config.max_disparity)
     metrics: dict[str, float] = dict(history[-1]) if history else {}
     metrics.pop("step", None)
     train_started = time.time()
-
-    def stages() -> list[dict[str, Any]]:
-        """Every stage of the training so far, this run's last (what a resumed run's sidecar records)."""
-        return [*earlier_stages, {"command": command, "from_step": first_step, "to_step": step,
-                                  "training_seconds": round(time.time() - train_started, 1),
-                                  "device": str(device)}]
-
+    stages = TrainingStages(command, str(device), step, earlier_stages, train_started)
     bar = tqdm(total=args.steps, initial=step, desc="train", file=sys.stderr, dynamic_ncols=True)
     model.train()
     scheduled = args.schedule_minutes is not None
@@ -333,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        f"bad-3 {metrics['bad3']:.2f}%", file=sys.stderr)
         if step % args.checkpoint_every == 0 or step == args.steps or out_of_time:
             save_checkpoint(args.checkpoint, model, optimizer, step,
-                            {"command": command, "stages": stages(), "validation_history": history})
+                            {"command": command, "stages": stages.upto(step), "validation_history": history})
         if out_of_time:
             tqdm.write(f"[train] --max-minutes reached at step {step}; checkpoint kept for --resume", file=sys.stderr)
             break
@@ -357,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "amp": bool(args.amp),
         "data_generation_seconds": round(data_seconds, 1),
         "training_seconds": round(train_seconds, 1),
-        "stages": stages(),
+        "stages": stages.upto(step),
         "validation": metrics,
         "validation_history": history,
         "stopped_early": step < args.steps,

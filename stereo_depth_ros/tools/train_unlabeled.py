@@ -181,7 +181,8 @@ def _validate_frames(model: torch.nn.Module, data: UnlabeledSet, config: Adaptat
 def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """Fine-tune on the unlabeled sources (see the module docstring); returns the exit status."""
     from ..bags import BagError
-    from .train import Dataset, checkpoint_info, generate_dataset, learning_rate, load_checkpoint, make_batch, save_checkpoint
+    from .train import (Dataset, TrainingStages, checkpoint_info, generate_dataset, learning_rate, load_checkpoint,
+                        make_batch, save_checkpoint)
     from .train import validate as validate_synthetic
 
     command = "python -m stereo_depth_ros.tools.train " + " ".join(
@@ -238,14 +239,6 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         earlier_stages = list(checkpoint_info(args.checkpoint).get("stages", []))
         step = load_checkpoint(args.checkpoint, model, optimizer)
         print(f"[train] resumed from {args.checkpoint} at step {step}", file=sys.stderr)
-    first_step = step
-
-    def stages() -> list[dict[str, Any]]:
-        """Every stage of the training so far, this run's last (what a resumed run's sidecar records)."""
-        return [*earlier_stages, {"command": command, "from_step": first_step, "to_step": step,
-                                  "training_seconds": round(time.time() - train_started, 1),
-                                  "device": str(device)}]
-
     def validate() -> dict[str, Any]:
         result: dict[str, Any] = {}
         if val_scenes:
@@ -262,6 +255,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     crop = tuple(args.crop)
     model.train()
     train_started = time.time()
+    stages = TrainingStages(command, str(device), step, earlier_stages, train_started)
     step_seconds: list[float] = []
     bar = tqdm(total=args.steps, initial=step, desc="train --unlabeled", file=sys.stderr, dynamic_ncols=True)
     scheduled = args.schedule_minutes is not None
@@ -314,7 +308,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             history.append({"step": step, **validate()})
             tqdm.write(f"[train] step {step}: validation {_short(history[-1])}", file=sys.stderr)
         if step % args.checkpoint_every == 0 or step == args.steps or out_of_time:
-            save_checkpoint(args.checkpoint, model, optimizer, step, {"command": command, "stages": stages()})
+            save_checkpoint(args.checkpoint, model, optimizer, step, {"command": command, "stages": stages.upto(step)})
         if out_of_time:
             tqdm.write(f"[train] time budget reached at step {step}; checkpoint kept for --resume", file=sys.stderr)
             break
@@ -346,7 +340,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "step_seconds_median": float(np.median(step_seconds)) if step_seconds else math.nan,
         "data_preparation_seconds": round(data_seconds, 1),
         "training_seconds": round(train_seconds, 1),
-        "stages": stages(),
+        "stages": stages.upto(step),
         "validation": history[-1],
         "validation_history": history,
         "stopped_early": step < args.steps,
