@@ -5,7 +5,10 @@ rosbag2 (MCAP by default, sqlite3 as an option, standard ``metadata.yaml``) with
 ``image_rect`` (rgb8) and ``camera_info`` at a given rate, plus ground-truth depth (32FC1 metres).
 Reading: any rosbag2 holding a rectified pair; topics are options, frames are paired by their
 header stamps (exact), camera_info by stamp or, if a driver publishes it at another rate, the latest
-one received.
+one received; ground truth may be sparse in time (a message on the frames that have it) and in
+space (NaN where there is none). Recorded sequences (:func:`pair_folder_frames`, with KITTI or
+EuRoC timestamps and optional sparse ground-truth disparity) can be played backwards
+(:func:`reverse_sequence`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ if TYPE_CHECKING:
     from .core.unlabeled import UnlabeledFrame
 
 __all__ = ["BagError", "StereoTopics", "BagFrame", "CameraFrame", "write_frames", "write_synthetic_bag", "write_samples",
-           "scene_camera", "scene_frames", "pair_folder_frames", "read_stereo_bag", "raw_messages", "write_raw",
-           "unlabeled_frames_from_bag"]
+           "scene_camera", "scene_frames", "pair_folder_frames", "parse_timestamp", "reverse_sequence", "read_stereo_bag",
+           "raw_messages", "write_raw", "unlabeled_frames_from_bag"]
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 _T = TYPESTORE.types
@@ -256,6 +259,16 @@ def _open(path: str | Path) -> Reader:
 def read_stereo_bag(path: str | Path, topics: StereoTopics = StereoTopics(), require_ground_truth: bool = False) -> Iterator[BagFrame]:
     """Stereo frames of a rosbag2 in stamp order, paired by header stamp.
 
+    Ground truth may be sparse in time: when the bag has the ground-truth topic, a frame's depth is
+    the message with the frame's stamp, and a frame without one comes with ``ground_truth_depth``
+    None once the images of a later frame are complete (or at the end of the bag). A ground-truth
+    message must therefore arrive before the next frame's images (true of the bags this package
+    writes, where it shares its frame's stamp and message time).
+
+    Args:
+        require_ground_truth: raise when the bag lacks the ground-truth topic (frames without a
+            ground-truth message still come, with None).
+
     Raises:
         BagError: unreadable bag, or a required topic missing (the message lists what the bag has).
     """
@@ -270,28 +283,40 @@ def read_stereo_bag(path: str | Path, topics: StereoTopics = StereoTopics(), req
             raise BagError(f"{path} lacks topic(s) {missing}; it has {sorted(available)} "
                            "(choose others with the topic options)")
         wanted = [c for c in reader.connections if c.topic in required + [topics.ground_truth_depth]]
+        has_gt = topics.ground_truth_depth in available
         pending: dict[int, dict[str, object]] = {}
         latest_info: dict[str, object] = {}
+        latest_pair = -1  # the latest stamp whose left and right images both came
         names = {topics.left_image: "left", topics.right_image: "right", topics.left_info: "left_info",
                  topics.right_info: "right_info", topics.ground_truth_depth: "gt"}
+
+        def release(final: bool) -> Iterator[BagFrame]:
+            for key in sorted(pending):
+                parts = pending[key]
+                if "left" not in parts or "right" not in parts:
+                    continue
+                if has_gt and "gt" not in parts and not final and latest_pair <= key:
+                    continue  # its ground truth may still come
+                li = parts.get("left_info", latest_info.get("left_info"))
+                ri = parts.get("right_info", latest_info.get("right_info"))
+                if li is None or ri is None:
+                    continue
+                gt = image_array(parts["gt"]).astype(np.float32) if "gt" in parts else None
+                del pending[key]
+                yield BagFrame(key, parts["left"], parts["right"], li, ri, gt)
+
         for connection, _, raw in reader.messages(connections=wanted):
             msg = TYPESTORE.deserialize_cdr(raw, connection.msgtype)
             name = names[connection.topic]
             stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
             if name in ("left_info", "right_info"):
                 latest_info[name] = msg
-            pending.setdefault(stamp, {})[name] = msg
-            for key in sorted(pending):
-                parts = pending[key]
-                has_gt = topics.ground_truth_depth in available
-                if "left" in parts and "right" in parts and (not has_gt or "gt" in parts):
-                    li = parts.get("left_info", latest_info.get("left_info"))
-                    ri = parts.get("right_info", latest_info.get("right_info"))
-                    if li is None or ri is None:
-                        continue
-                    gt = image_array(parts["gt"]).astype(np.float32) if "gt" in parts else None
-                    del pending[key]
-                    yield BagFrame(key, parts["left"], parts["right"], li, ri, gt)
+            parts = pending.setdefault(stamp, {})
+            parts[name] = msg
+            if name in ("left", "right") and "left" in parts and "right" in parts:
+                latest_pair = max(latest_pair, stamp)
+            yield from release(final=False)
+        yield from release(final=True)
     finally:
         reader.close()
 
@@ -327,18 +352,85 @@ def write_raw(path: str | Path, messages: list[tuple[str, str, int, bytes]], sto
 
 
 
-def pair_folder_frames(path: str | Path) -> tuple[list[CameraFrame], list[int] | None]:
+def parse_timestamp(text: str) -> int:
+    """One line of a ``timestamps.txt`` as nanoseconds: an integer (EuRoC: nanoseconds) or a KITTI
+    date-time ``YYYY-MM-DD HH:MM:SS[.fraction]`` (up to nanoseconds), read as UTC (KITTI writes
+    local time without a zone: the spacing of the stamps is right, their absolute zone is not).
+
+    Raises:
+        ValueError: anything else (the message quotes the text).
+    """
+    import calendar
+    import re
+
+    line = text.strip()
+    if line.isdigit():
+        return int(line)
+    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?", line)
+    if match is None:
+        raise ValueError(f"expected nanoseconds or a KITTI date-time 'YYYY-MM-DD HH:MM:SS.fffffffff', got {line!r}")
+    year, month, day, hour, minute, second = (int(v) for v in match.groups()[:6])
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+        raise ValueError(f"expected a valid date and time, got {line!r}")
+    fraction = int((match.group(7) or "0").ljust(9, "0"))
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * 1_000_000_000 + fraction
+
+
+def _frame_key(name: str) -> str:
+    """``left_000.png`` (or ``folder/left_000.png``) -> ``000``: what pairs a frame with its files."""
+    stem = Path(name).stem
+    return stem[len("left_"):] if stem.startswith("left_") else stem
+
+
+def _ground_truth_files(folder: Path, keys: list[str]) -> dict[str, Path]:
+    """The ground-truth file of each frame key in ``folder``: a ``.png`` / ``.pfm`` / ``.npy`` whose
+    stem is the key or ends with ``_<key>`` (``disp_lidar_000.png`` for ``left_000.png``)."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".pfm", ".npy") and p.is_file())
+    if not files:
+        raise ValueError(f"{folder}: expected ground-truth disparity files (uint16/256 .png, .pfm, .npy), found none")
+    by_key: dict[str, Path] = {}
+    unmatched = []
+    for file in files:
+        matches = [k for k in keys if file.stem == k or file.stem.endswith("_" + k)]
+        if len(matches) != 1:
+            unmatched.append(file.name)
+            continue
+        if matches[0] in by_key:
+            raise ValueError(f"{folder}: expected one ground-truth file per frame, got {by_key[matches[0]].name} and "
+                             f"{file.name} for left_{matches[0]}")
+        by_key[matches[0]] = file
+    if unmatched:
+        raise ValueError(f"{folder}: expected each ground-truth file to name one frame (..._NNN for left_NNN), "
+                         f"got {unmatched[:5]}{' ...' if len(unmatched) > 5 else ''}")
+    return by_key
+
+
+def pair_folder_frames(path: str | Path, ground_truth: str | Path | None = None) -> tuple[list[CameraFrame], list[int] | None]:
     """A recorded sequence as bag frames: ``left_*`` / ``right_*`` images (rectified) and a
     ``calib.json`` with ``fx``, ``cx``, ``cy``, ``baseline_m`` (``fy`` defaults to ``fx``; a
-    ``P_right`` gives the right principal point), plus optional ``timestamps.txt`` (nanoseconds, one
-    per pair). Returns the frames and their stamps (None without timestamps).
+    ``P_right`` gives the right principal point), plus optional ``timestamps.txt`` (one per pair,
+    nanoseconds as EuRoC or KITTI date-times, see :func:`parse_timestamp`) and optional sparse
+    ground-truth disparity.
+
+    Ground truth: ``ground_truth`` names a folder, or else ``gt/`` beside the images is used when it
+    exists. Its files are matched to frames by name (``disp_lidar_000.png`` -> ``left_000.png``)
+    and read with :func:`~stereo_depth_ros.core.datasets.read_disparity` (KITTI uint16 / 256 PNG,
+    0 = no point; ``.pfm``; ``.npy``); frames without a file have none. Disparity ``d`` (pixels)
+    becomes depth ``fx * B / (d - doffs)`` (metres) with NaN where there is no point, so that
+    :func:`read_stereo_bag`'s reader gets back exactly the same pixels.
+
+    Returns:
+        The frames and their stamps (None without timestamps).
 
     Raises:
         ValueError: missing or bad ``calib.json``, unreadable or mismatched images, a stamp count
-            that does not match (the message names the file).
+            that does not match or an unreadable stamp, a ground-truth folder that is missing, a
+            ground-truth file that names no frame or has another size, or a ground-truth disparity
+            at or below ``doffs`` (the message names the file).
     """
     import json
 
+    from .core.datasets import read_disparity
     from .core.unlabeled import load_pair_folder
 
     root = Path(path)
@@ -352,21 +444,67 @@ def pair_folder_frames(path: str | Path) -> tuple[list[CameraFrame], list[int] |
         raise ValueError(f"{calib_path}: expected JSON with numbers fx, cx, cy, baseline_m, got {exc!r}") from None
     fy = float(calib.get("fy", fx))
     cx_right = float(calib["P_right"][0][2]) if "P_right" in calib else cx
+    if ground_truth is not None and not Path(ground_truth).is_dir():
+        raise ValueError(f"{ground_truth}: expected a folder of ground-truth disparity files, got no such folder")
+    gt_folder = Path(ground_truth) if ground_truth is not None else (root / "gt" if (root / "gt").is_dir() else None)
     pairs = load_pair_folder(root)
     height, width = pairs[0].left.shape[:2]
     camera = StereoCamera(width, height, fx, fy, cx, cy, cx_right, baseline)
+    keys = [_frame_key(pair.name) for pair in pairs]
+    gt_files = _ground_truth_files(gt_folder, keys) if gt_folder is not None else {}
     frames = []
-    for pair in pairs:
+    for key, pair in zip(keys, pairs):
         if pair.left.shape[:2] != (height, width):
             raise ValueError(f"{pair.name}: expected {width}x{height} like the first pair, got "
                              f"{pair.left.shape[1]}x{pair.left.shape[0]}")
-        frames.append(CameraFrame(camera, pair.left.astype(np.float32) / 255.0, pair.right.astype(np.float32) / 255.0))
+        depth = None
+        if key in gt_files:
+            disparity = read_disparity(gt_files[key])  # NaN where there is no point
+            if disparity.shape != (height, width):
+                raise ValueError(f"{gt_files[key]}: expected {width}x{height} like the images, got "
+                                 f"{disparity.shape[1]}x{disparity.shape[0]}")
+            known = np.isfinite(disparity)
+            if np.any(disparity[known] <= camera.doffs):
+                raise ValueError(f"{gt_files[key]}: expected disparities above doffs = {camera.doffs:g} px "
+                                 f"(cx - cx_right), got {float(disparity[known].min()):g}")
+            depth = np.full((height, width), np.nan, np.float32)
+            depth[known] = camera.fx * camera.baseline / (disparity[known].astype(np.float64) - camera.doffs)
+        frames.append(CameraFrame(camera, pair.left.astype(np.float32) / 255.0, pair.right.astype(np.float32) / 255.0,
+                                  depth))
     stamps = None
-    if (root / "timestamps.txt").is_file():
-        stamps = [int(line) for line in (root / "timestamps.txt").read_text().split()]
+    stamps_path = root / "timestamps.txt"
+    if stamps_path.is_file():
+        lines = [line for line in stamps_path.read_text().splitlines() if line.strip()]
+        try:
+            stamps = [parse_timestamp(line) for line in lines]
+        except ValueError as exc:
+            raise ValueError(f"{stamps_path}: {exc}") from None
         if len(stamps) != len(frames):
-            raise ValueError(f"{root / 'timestamps.txt'}: expected {len(frames)} stamps (one per pair), got {len(stamps)}")
+            raise ValueError(f"{stamps_path}: expected {len(frames)} stamps (one per pair), got {len(stamps)}")
     return frames, stamps
+
+
+def reverse_sequence(frames: Sequence[CameraFrame], stamps: Sequence[int] | None) -> tuple[list[CameraFrame], list[int] | None]:
+    """The sequence played backwards, each frame with its own ground truth, stamps still increasing.
+
+    With stamps, the reversed sequence keeps the recording's spacing, reversed: it starts at the
+    first original stamp and the gap between played frames ``k`` and ``k + 1`` is the original gap
+    between frames ``N - 2 - k`` and ``N - 1 - k``. Without stamps it stays None (the writer's
+    fixed rate then applies).
+
+    Raises:
+        ValueError: a stamp count that does not match the frames, or stamps not strictly increasing.
+    """
+    played = list(frames)[::-1]
+    if stamps is None:
+        return played, None
+    if len(stamps) != len(played):
+        raise ValueError(f"stamps: expected {len(played)} stamps (one per frame), got {len(stamps)}")
+    s = [int(v) for v in stamps]
+    if any(b <= a for a, b in zip(s, s[1:])):
+        bad = next(i for i, (a, b) in enumerate(zip(s, s[1:])) if b <= a)
+        raise ValueError(f"stamps: expected strictly increasing stamps, got {s[bad]} then {s[bad + 1]} at frame {bad + 1}")
+    return played, [s[0] + (s[-1] - t) for t in s[::-1]]
 
 
 def unlabeled_frames_from_bag(path: str | Path, topics: StereoTopics = StereoTopics(),

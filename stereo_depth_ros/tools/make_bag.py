@@ -3,18 +3,28 @@
     python -m stereo_depth_ros.tools.make_bag OUTPUT [--frames 100] [--rate 10] [--size 640x480]
         [--domain outdoor] [--seed 0] [--storage mcap|sqlite3] [--namespace /stereo]
     python -m stereo_depth_ros.tools.make_bag OUTPUT --from-frames DIR      # left_*/right_* + calib.json
+        [--ground-truth GT_DIR] [--reverse]
     python -m stereo_depth_ros.tools.make_bag OUTPUT --scene motorcycle --frames 60 [--noise 0.008]
 
 Topics: <ns>/left/image_rect, <ns>/right/image_rect (rgb8), <ns>/left/camera_info,
-<ns>/right/camera_info, and <ns>/ground_truth/depth (32FC1 metres) when the source has ground truth
-(synthetic, a dataset scene). Readable by rosbags and ros2 bag.
+<ns>/right/camera_info, and <ns>/ground_truth/depth (32FC1 metres, NaN = no ground truth) on the
+frames that have ground truth (synthetic and dataset scenes: every frame; a recorded sequence: the
+frames with a ground-truth file). Readable by rosbags and ros2 bag.
 
 ``--from-frames DIR`` turns a recorded sequence into a bag with its own timestamps: rectified
 ``left_*.png`` / ``right_*.png`` pairs, a ``calib.json`` (``fx``, ``cx``, ``cy``, ``baseline_m``,
-optional ``fy`` and ``P_right``) and an optional ``timestamps.txt`` (nanoseconds per pair) -- the
-layout of the EuRoC frames in ``../shared/realdata/sequences``. ``--scene`` writes a static camera
-looking at a dataset scene (a Middlebury folder or ``motorcycle``), ``--frames`` copies with
-independent sensor noise. A failure leaves no partial bag.
+optional ``fy`` and ``P_right``) and an optional ``timestamps.txt`` (one per pair: nanoseconds as
+EuRoC, or KITTI date-times ``2011-09-26 13:04:32.351950336``) -- the layouts of
+``../shared/realdata/sequences`` and ``../shared/realdata/unlabeled/sequences``. Sparse ground-truth
+disparity (KITTI uint16 / 256 PNGs, 0 = no point; also ``.pfm`` / ``.npy``) is read from ``gt/``
+beside the images or the folder ``--ground-truth`` names, matched to frames by name
+(``disp_lidar_000.png`` -> ``left_000.png``), and written as depth on those frames only.
+``--reverse`` plays the sequence backwards (last frame first), each frame with its ground truth;
+the stamps stay increasing and keep the recording's spacing, reversed (the first played frame gets
+the first original stamp); without ``timestamps.txt`` the frames are ``--rate`` apart.
+
+``--scene`` writes a static camera looking at a dataset scene (a Middlebury folder or
+``motorcycle``), ``--frames`` copies with independent sensor noise. A failure leaves no partial bag.
 """
 
 from __future__ import annotations
@@ -24,7 +34,19 @@ import sys
 import time
 from typing import Sequence
 
-from ..bags import BagError, StereoTopics, pair_folder_frames, scene_frames, write_frames, write_synthetic_bag
+from ..bags import (BagError, StereoTopics, pair_folder_frames, reverse_sequence, scene_frames, write_frames,
+                    write_synthetic_bag)
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    parts: list[str] = []
+    for i in sorted(indices):
+        if parts and i == int(parts[-1].split("-")[-1]) + 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{i}"
+        else:
+            parts.append(str(i))
+    return ", ".join(parts)
 
 
 def topics_for(namespace: str) -> StereoTopics:
@@ -38,9 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("output")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--from-frames", metavar="DIR", default=None,
-                        help="a recorded sequence: left_*/right_* images, calib.json, optional timestamps.txt")
+                        help="a recorded sequence: left_*/right_* images, calib.json, optional timestamps.txt "
+                             "(nanoseconds or KITTI date-times) and gt/ (sparse disparity)")
     source.add_argument("--scene", metavar="NAME_OR_DIR", default=None,
                         help="a static camera on a dataset scene: a Middlebury folder or 'motorcycle'")
+    p.add_argument("--ground-truth", metavar="GT_DIR", default=None,
+                   help="--from-frames: folder of sparse ground-truth disparity (default: DIR/gt when it exists)")
+    p.add_argument("--reverse", action="store_true",
+                   help="--from-frames: play the sequence backwards (stamps stay increasing, spacing reversed)")
     p.add_argument("--frames", type=int, default=100, help="synthetic or --scene: number of frames")
     p.add_argument("--noise", type=float, default=2.0 / 255.0, help="--scene: per-frame sensor noise (std, [0, 1])")
     p.add_argument("--rate", type=float, default=10.0, help="frames per second (without the recording's own stamps)")
@@ -52,13 +79,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.frames < 1:
         p.error(f"--frames: expected at least 1, got {args.frames}")
+    if args.from_frames is None and (args.ground_truth is not None or args.reverse):
+        p.error("--ground-truth and --reverse: only with --from-frames")
     start = time.time()
     topics = topics_for(args.namespace)
     try:
         if args.from_frames is not None:
-            frames, stamps = pair_folder_frames(args.from_frames)
+            frames, stamps = pair_folder_frames(args.from_frames, args.ground_truth)
+            with_gt = [i for i, frame in enumerate(frames) if frame.depth is not None]
+            if args.reverse:
+                frames, stamps = reverse_sequence(frames, stamps)
+                with_gt = sorted(len(frames) - 1 - i for i in with_gt)
             path = write_frames(args.output, frames, args.rate, args.storage, topics, stamps_ns=stamps)
-            what = f"{len(frames)} recorded frames of {args.from_frames}"
+            what = f"{len(frames)} recorded frames of {args.from_frames}{' reversed' if args.reverse else ''}"
+            if with_gt:
+                what += f", ground truth on {len(with_gt)} (played as frames {_ranges(with_gt)})"
         elif args.scene is not None:
             from ..core.datasets import load_scenes
 
