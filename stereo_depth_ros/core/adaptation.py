@@ -51,7 +51,7 @@ from .checks import check_positive, check_same_batch_and_size, check_tensor
 from .losses import image_error_function, left_right_consistency, masked_mean
 from .network.compiled import CompiledStereoNet
 from .network.estimator import predict_left_right, prepare_for_inference
-from .network.model import StereoNet
+from .network.model import StereoNetwork
 from .network.weights import WeightsError, load_model, save_weights
 from .proxy import ProxyLabels, sgbm_proxy
 from .self_supervision import self_supervised_loss
@@ -267,7 +267,8 @@ def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 class OnlineAdapter:
-    """Adapts a :class:`StereoNet` in place, one frame at a time.
+    """Adapts a disparity network (:class:`~.network.model.StereoNetwork`, any architecture) in place,
+    one frame at a time.
 
     Args:
         model: the network to adapt (its current weights are the rollback floor, "initial").
@@ -275,13 +276,13 @@ class OnlineAdapter:
         seed: seed of the MAD block sampling.
     """
 
-    def __init__(self, model: StereoNet, config: AdaptationConfig | None = None, seed: int = 0) -> None:
-        if not isinstance(model, StereoNet):
-            raise ValueError(f"model: expected a StereoNet, got {type(model).__name__}")
+    def __init__(self, model: StereoNetwork, config: AdaptationConfig | None = None, seed: int = 0) -> None:
+        if not isinstance(model, StereoNetwork):
+            raise ValueError(f"model: expected a disparity network (StereoNetwork), got {type(model).__name__}")
         self.model = model
         self.config = config or AdaptationConfig()
         self._initial = _state_copy(model)
-        self._reference_model: StereoNet | None = None  # built on first use (proxy_reference)
+        self._reference_model: StereoNetwork | None = None  # built on first use (proxy_reference)
         names = {id(p): n for n, p in model.named_parameters()}
         self._initial_params = {p: self._initial[names[id(p)]] for p in model.parameters()}
         self._snapshots: deque[dict[str, torch.Tensor]] = deque(maxlen=self.config.snapshot_ring)
@@ -712,7 +713,7 @@ class OnlineAdapter:
 
 def load_adapted_or_default(
     adapted_path: str | Path | None, default_path: str | Path | None = None, device: str | torch.device = "cpu"
-) -> tuple[StereoNet, dict[str, Any], str]:
+) -> tuple[StereoNetwork, dict[str, Any], str]:
     """Resume from adapted weights when they load; otherwise fall back to the default ones.
 
     Returns:
@@ -810,7 +811,7 @@ class AdaptationWorker:
             self._pending = (left.detach(), right.detach(), ready)
             self._cond.notify()
 
-    def acquire(self) -> tuple[int, StereoNet | CompiledStereoNet]:
+    def acquire(self) -> tuple[int, StereoNetwork | CompiledStereoNet]:
         """The current inference model, marked in use; pair with :meth:`release`."""
         with self._lock:
             index = self._current

@@ -31,7 +31,7 @@ import torch
 from .adaptation import AdaptationConfig, OnlineAdapter
 from .proxy import ProxyLabels
 from .network.estimator import image_to_tensor, prepare_for_inference
-from .network.model import StereoNet
+from .network.model import StereoNetwork
 from .camera import StereoCamera
 from .masks import ValidityConfig
 from .pipeline import predict_left, process_frame, resize_images, scaled_size
@@ -57,7 +57,7 @@ class NetworkBackend:
         metadata: weights metadata shown in reports.
     """
 
-    def __init__(self, model: StereoNet, device: str | torch.device = "cpu", inference_scale: float = 1.0,
+    def __init__(self, model: StereoNetwork, device: str | torch.device = "cpu", inference_scale: float = 1.0,
                  name: str = "network", metadata: dict[str, Any] | None = None) -> None:
         scaled_size(64, 64, inference_scale)  # checks the scale
         self.device = torch.device(device)
@@ -88,7 +88,7 @@ class MaskedNetworkBackend(NetworkBackend):
             ``validity.left_right_check: false``.
     """
 
-    def __init__(self, model: StereoNet, device: str | torch.device = "cpu", inference_scale: float = 1.0,
+    def __init__(self, model: StereoNetwork, device: str | torch.device = "cpu", inference_scale: float = 1.0,
                  name: str | None = None, metadata: dict[str, Any] | None = None, single_pass: bool = False) -> None:
         super().__init__(model, device, inference_scale, name or ("network_single_pass" if single_pass else "network_masked"),
                          metadata)
@@ -130,7 +130,7 @@ class AdaptingBackend:
             ``seconds`` and ``ms_per_step``.
     """
 
-    def __init__(self, model: StereoNet, config: AdaptationConfig, steps: int, continual: bool = False,
+    def __init__(self, model: StereoNetwork, config: AdaptationConfig, steps: int, continual: bool = False,
                  device: str | torch.device = "cpu", inference_scale: float = 1.0, name: str = "adapted",
                  progress: bool = False, seed: int = 0) -> None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -152,7 +152,7 @@ class AdaptingBackend:
         self.metadata = {"adaptation": dict(config.__dict__), "steps": steps, "continual": continual}
 
     @property
-    def model(self) -> StereoNet:
+    def model(self) -> StereoNetwork:
         """The current adapted network (the initial one before the first pair)."""
         return self.adapter.model if self.adapter is not None else self._initial
 
@@ -225,7 +225,7 @@ class GroundTruthAdaptingBackend(AdaptingBackend):
 
     uses_ground_truth = True
 
-    def __init__(self, model: StereoNet, config: AdaptationConfig, steps: int, continual: bool = False,
+    def __init__(self, model: StereoNetwork, config: AdaptationConfig, steps: int, continual: bool = False,
                  device: str | torch.device = "cpu", inference_scale: float = 1.0, name: str = "adapted_oracle",
                  progress: bool = False, seed: int = 0) -> None:
         config = replace(config, proxy="sgbm", proxy_gate="none", proxy_fill_weight=0.0)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..core.network.config import NetworkConfig
+from ..core.network.config import config_from_dict
 from ..core.network.weights import WeightsError, interpolate_states, load_weights, save_weights
 
 __all__ = ["main"]
@@ -49,10 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         initial, initial_meta = load_weights(args.initial)
         tuned, tuned_meta = load_weights(args.tuned)
-        if initial_meta["config"] != tuned_meta["config"]:
+        # Compared as configs: a sidecar written before the architecture field existed equals its MADNet one.
+        config = config_from_dict(tuned_meta["config"])
+        if config_from_dict(initial_meta["config"]) != config:
             raise ValueError(f"{args.tuned}: expected the network of {args.initial}, got another configuration")
         state = interpolate_states(initial, tuned, args.alpha)
-        config = NetworkConfig.from_dict(tuned_meta["config"])
     except (FileNotFoundError, WeightsError, ValueError, KeyError) as exc:
         print(f"[blend] error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """The network's forward pass through ``torch.compile`` for a fixed input size, eager on failure.
 
-``torch.compile`` traces :class:`~stereo_depth_ros.core.network.model.StereoNet` once per input
+``torch.compile`` traces the network (:class:`~stereo_depth_ros.core.network.model.StereoNetwork`) once per input
 size (``dynamic=False``: a camera's size does not change, so each graph is specialised to it) and
 fuses its element-wise work into generated kernels. On a 2-core CPU the first call at a size
 compiles for about 30-60 s and later calls run faster than eager (figures: ``stereo_depth_bench_inference
@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from .model import StereoNet, StereoOutput
+from .model import StereoNetwork, StereoOutput
 
 __all__ = ["CompiledStereoNet"]
 
@@ -42,7 +42,7 @@ def _describe(exc: BaseException) -> str:
 
 
 class CompiledStereoNet(nn.Module):
-    """Calls ``model`` through ``torch.compile``; a drop-in for :class:`StereoNet` at inference.
+    """Calls ``model`` through ``torch.compile``; a drop-in for the network at inference.
 
     Args:
         model: the network, already prepared for inference (eval mode, device, layout). Its
@@ -55,10 +55,10 @@ class CompiledStereoNet(nn.Module):
             forward is in use.
     """
 
-    def __init__(self, model: StereoNet, mode: str | None = None, backend: str | Callable[..., Any] = "inductor") -> None:
+    def __init__(self, model: StereoNetwork, mode: str | None = None, backend: str | Callable[..., Any] = "inductor") -> None:
         super().__init__()
-        if not isinstance(model, StereoNet):
-            raise ValueError(f"model: expected a StereoNet, got {type(model).__name__}")
+        if not isinstance(model, StereoNetwork):
+            raise ValueError(f"model: expected a StereoNet (or another StereoNetwork), got {type(model).__name__}")
         self.model = model
         self.failure: str | None = None
         # Kept off the module tree: the OptimizedModule holds ``model`` again, which would list every
@@ -66,7 +66,7 @@ class CompiledStereoNet(nn.Module):
         self.__dict__["_compiled"] = torch.compile(model, dynamic=False, mode=mode, backend=backend)
 
     @property
-    def config(self):  # noqa: ANN201 - the model's NetworkConfig
+    def config(self):  # noqa: ANN201 - the model's config (NetworkConfig or CostVolumeConfig)
         return self.model.config
 
     @property
@@ -75,7 +75,7 @@ class CompiledStereoNet(nn.Module):
         return self.failure is None
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> StereoOutput:
-        """As :meth:`StereoNet.forward`: ``(B, 3, H, W)`` images in ``[0, 1]`` -> :class:`StereoOutput`."""
+        """As the network's ``forward``: ``(B, 3, H, W)`` images in ``[0, 1]`` -> :class:`StereoOutput`."""
         if self.failure is None:
             try:
                 return self.__dict__["_compiled"](left, right)
@@ -85,7 +85,7 @@ class CompiledStereoNet(nn.Module):
         return self.model(left, right)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        """The wrapped model's state dict (same keys as a plain :class:`StereoNet`)."""
+        """The wrapped model's state dict (same keys as the plain network)."""
         return self.model.state_dict(*args, **kwargs)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]

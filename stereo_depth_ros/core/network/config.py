@@ -1,23 +1,52 @@
-"""Typed configuration of the disparity network."""
+"""Typed configuration of the disparity networks, one frozen dataclass per architecture.
+
+Every config carries ``architecture`` (the name :func:`~stereo_depth_ros.core.network.model.build_network`
+dispatches on) and ``max_disparity``; :func:`config_from_dict` reads a weights sidecar's ``"config"``
+(sidecars written before there was a choice have no ``architecture`` and are MADNet-style).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
-__all__ = ["NetworkConfig"]
+__all__ = ["ARCHITECTURES", "NetworkConfig", "AnyNetworkConfig", "config_from_dict", "default_config"]
+
+
+def _tuples(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` checked against ``cls``'s fields, JSON lists turned back into (nested) tuples."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}; expected a subset of {sorted(fields)}")
+
+    def convert(v: Any) -> Any:
+        return tuple(convert(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+    converted = dict(values)
+    for key, value in values.items():
+        if isinstance(value, (list, tuple)):
+            converted[key] = convert(value)
+    return converted
+
+
+def _check_channels(name: str, channels: Any, count: int) -> None:
+    if (not isinstance(channels, tuple) or len(channels) != count
+            or any(isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in channels)):
+        raise ValueError(f"{name}: expected {count} positive integer sizes, got {channels!r}")
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Shape of the coarse-to-fine stereo network (MADNet-style).
+    """Shape of the coarse-to-fine stereo network (MADNet-style, :mod:`.madnet`).
 
     Level ``l`` (1..6) works at stride ``2**l``. The coarsest level searches disparities
     ``0..ceil(max_disparity / 2**6)`` with a full correlation; every finer level warps the right
     features by the upsampled disparity and searches a residual ``-radius..radius``.
 
     Attributes:
+        architecture: always ``"madnet"`` (sidecars without the field are MADNet-style).
         max_disparity: largest disparity (pixels at full resolution) the network is built for.
         encoder_channels: feature channels of levels 1..6.
         decoder_channels: hidden channels of the disparity decoder at each level 1..6.
@@ -42,8 +71,12 @@ class NetworkConfig:
     correlation_radius: int = 2
     output_level: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    architecture: str = "madnet"
 
     def __post_init__(self) -> None:
+        if self.architecture != "madnet":
+            raise ValueError(f"architecture: NetworkConfig describes 'madnet', got {self.architecture!r} "
+                             f"(config_from_dict picks the config class of an architecture)")
         if not isinstance(self.max_disparity, int) or self.max_disparity < 16:
             raise ValueError(f"max_disparity: expected an integer >= 16 pixels, got {self.max_disparity!r}")
         if len(self.encoder_channels) != 6 or any(int(c) <= 0 for c in self.encoder_channels):
@@ -77,14 +110,32 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "NetworkConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"NetworkConfig: unknown fields {sorted(unknown)}; expected a subset of {sorted(names)}")
-        converted = dict(values)
-        for key in ("encoder_channels", "refinement_dilations"):
-            if key in converted:
-                converted[key] = tuple(int(v) for v in converted[key])
-        if "decoder_channels" in converted:
-            converted["decoder_channels"] = tuple(tuple(int(v) for v in c) for c in converted["decoder_channels"])
-        return cls(**converted)
+        return cls(**_tuples(cls, values))
+
+
+AnyNetworkConfig = Union[NetworkConfig]
+
+#: Architecture name -> its config class.
+ARCHITECTURES: dict[str, type] = {"madnet": NetworkConfig}
+
+
+def default_config(architecture: str) -> AnyNetworkConfig:
+    """The default config of ``architecture`` (one of :data:`ARCHITECTURES`)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture: expected one of {sorted(ARCHITECTURES)}, got {architecture!r}")
+    return ARCHITECTURES[architecture]()
+
+
+def config_from_dict(values: dict[str, Any]) -> AnyNetworkConfig:
+    """The config a weights file's ``"config"`` describes; without ``architecture`` it is ``"madnet"``
+    (every sidecar written before the choice existed).
+
+    Raises:
+        ValueError: not a dict, an unknown architecture, unknown fields or invalid values.
+    """
+    if not isinstance(values, dict):
+        raise ValueError(f"config: expected a dict of fields, got {type(values).__name__}")
+    architecture = values.get("architecture", "madnet")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture: expected one of {sorted(ARCHITECTURES)}, got {architecture!r}")
+    return ARCHITECTURES[architecture].from_dict(values)

@@ -1,4 +1,4 @@
-"""The coarse-to-fine stereo network.
+"""The coarse-to-fine stereo network (MADNet-style, architecture ``"madnet"``).
 
 One shared feature pyramid runs on ``cat([left, right])``; at the coarsest level a correlation cost
 volume over ``0..ceil(max_disparity / 64)`` feeds the first disparity decoder; every finer level
@@ -11,56 +11,26 @@ dilated refinement stage sits at level 2. Each level's encoder stage and decoder
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_same_batch_and_size, check_tensor
 from ..warping import warp_right_to_left
+from .base import StereoNetwork, StereoOutput, prepare_images
 from .config import NetworkConfig
 from .layers import DisparityDecoder, FeaturePyramid, Refinement, correlation
 
-__all__ = ["StereoNet", "StereoOutput"]
-
-_MEAN = 0.45
-_STD = 0.225
+__all__ = ["StereoNet"]
 
 
-@dataclass
-class StereoOutput:
-    """Network output.
-
-    Attributes:
-        disparity: ``(B, 1, H, W)`` left disparity in pixels at the input resolution, ``>= 0``.
-        levels: per decoded level ``l``: ``(B, 1, H_p / 2^l, W_p / 2^l)`` disparity in pixels *of that
-            level* (``H_p, W_p`` = input size padded to a multiple of 64), before clamping.
-        padded_size: ``(H_p, W_p)``.
-    """
-
-    disparity: torch.Tensor
-    levels: dict[int, torch.Tensor]
-    padded_size: tuple[int, int]
-
-    def select(self, items: slice) -> "StereoOutput":
-        """The output of the batch items ``items`` (a slice of ``B``): every tensor sliced alike."""
-        if not isinstance(items, slice):
-            raise ValueError(f"items: expected a slice of the batch, got {type(items).__name__}")
-        return StereoOutput(self.disparity[items], {k: v[items] for k, v in self.levels.items()}, self.padded_size)
-
-    def level_at_full_resolution(self, level: int, height: int, width: int) -> torch.Tensor:
-        """Level ``level``'s disparity upsampled to the input size, in full-resolution pixels ``(B, 1, H, W)``."""
-        d = self.levels[level]
-        up = F.interpolate(d, size=self.padded_size, mode="bilinear", align_corners=False) * (2**level)
-        return up[..., :height, :width]
-
-
-class StereoNet(nn.Module):
+class StereoNet(StereoNetwork):
     """Compact MADNet-style stereo network (no BatchNorm: batch-1 online updates are safe)."""
 
     def __init__(self, config: NetworkConfig | None = None) -> None:
         super().__init__()
+        if config is not None and not isinstance(config, NetworkConfig):
+            raise ValueError(f"config: expected a NetworkConfig (architecture 'madnet'), got {type(config).__name__}")
         self.config = config or NetworkConfig()
         c = self.config
         enc = c.encoder_channels
@@ -89,13 +59,6 @@ class StereoNet(nn.Module):
             groups["level2"].insert(0, self.features.levels[0])
         return groups
 
-    def block_parameters(self, name: str) -> list[nn.Parameter]:
-        """Parameters of one block of :meth:`blocks`."""
-        blocks = self.blocks()
-        if name not in blocks:
-            raise ValueError(f"block: expected one of {list(blocks)}, got {name!r}")
-        return [p for m in blocks[name] for p in m.parameters()]
-
     # ------------------------------------------------------------------ forward
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> StereoOutput:
         """Predict the left disparity.
@@ -104,26 +67,15 @@ class StereoNet(nn.Module):
             left, right: ``(B, 3, H, W)`` (or ``(B, 1, H, W)`` grey) rectified images in ``[0, 1]``,
                 any size; internally padded (replicate) to a multiple of 64 and cropped back.
 
+        Raises:
+            ValueError: not a pair of ``(B, 1|3, H, W)`` tensors of one size, device and dtype.
+
         Returns:
             :class:`StereoOutput` with the disparity in pixels.
         """
-        check_tensor(left, "left", ("B", "C", "H", "W"))
-        check_tensor(right, "right", ("B", "C", "H", "W"))
-        check_same_batch_and_size(left, "left", right, "right")
-        if left.shape[1] != right.shape[1] or left.shape[1] not in (1, 3):
-            raise ValueError(f"left/right: expected 1 or 3 channels each, got {left.shape[1]} and {right.shape[1]}")
-        if left.shape[1] == 1:
-            left, right = left.expand(-1, 3, -1, -1), right.expand(-1, 3, -1, -1)
         c = self.config
-        batch, _, height, width = left.shape
-        stride = c.stride
-        pad_h, pad_w = (-height) % stride, (-width) % stride
-        images = torch.cat([left, right], dim=0)
-        if pad_h or pad_w:
-            images = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-        images = (images - _MEAN) / _STD
-        if self.features.levels[0].down[0].weight.is_contiguous(memory_format=torch.channels_last):
-            images = images.contiguous(memory_format=torch.channels_last)  # match the weights' layout
+        images, (batch, height, width), (pad_h, pad_w) = prepare_images(
+            left, right, c.stride, self.features.levels[0].down[0].weight)
         features = self.features(images)
 
         levels: dict[int, torch.Tensor] = {}

@@ -24,8 +24,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import NetworkConfig
-from .model import StereoNet
+from .config import AnyNetworkConfig, config_from_dict
+from .model import StereoNetwork, build_network
 
 __all__ = ["DEFAULT_WEIGHTS", "WeightsError", "atomic_write_bytes", "interpolate_states", "remove_stale_temp_files", "save_weights",
            "load_weights", "load_model"]
@@ -114,32 +114,33 @@ def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
 
 
 def save_weights(
-    model: StereoNet | Mapping[str, torch.Tensor],
+    model: StereoNetwork | Mapping[str, torch.Tensor],
     path: str | os.PathLike[str],
     metadata: Mapping[str, Any] | None = None,
-    config: NetworkConfig | None = None,
+    config: AnyNetworkConfig | None = None,
     sidecar: bool = True,
 ) -> Path:
     """Save weights atomically as safetensors (+ a JSON sidecar).
 
     Args:
-        model: a :class:`StereoNet` or a state dict.
+        model: a network (:class:`~.model.StereoNetwork`, any architecture) or a state dict.
         path: target ``.safetensors`` path.
         metadata: JSON-serialisable extra fields (training command, metrics, frames adapted, ...).
-        config: network config (taken from ``model`` when it is a StereoNet).
+        config: network config (taken from ``model`` when it is a network); it names the architecture,
+            so :func:`load_model` rebuilds the same network.
         sidecar: also write ``<path without suffix>.json``.
 
     Returns:
         The path written.
     """
     path = Path(path)
-    if isinstance(model, StereoNet):
+    if isinstance(model, StereoNetwork):
         config = model.config
         state = model.state_dict()
     else:
         state = dict(model)
     if config is None:
-        raise ValueError("save_weights: expected a StereoNet or a config alongside the state dict, got neither")
+        raise ValueError("save_weights: expected a network or a config alongside the state dict, got neither")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     meta = {"format": "stereo_depth_ros/stereo_net", "config": config.to_dict(), **dict(metadata or {})}
     string_meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
@@ -217,14 +218,19 @@ def interpolate_states(initial: Mapping[str, torch.Tensor], tuned: Mapping[str, 
     return out
 
 
-def load_model(path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> tuple[StereoNet, dict[str, Any]]:
-    """Build the network described by a weights file and load it (strict). Returns ``(model, metadata)``."""
+def load_model(path: str | os.PathLike[str] | None = None,
+               device: str | torch.device = "cpu") -> tuple[StereoNetwork, dict[str, Any]]:
+    """Build the network described by a weights file and load it (strict). Returns ``(model, metadata)``.
+
+    The config's ``architecture`` picks the network (:func:`~.model.build_network`); configs
+    without one (every file written before the choice existed) are the MADNet-style network.
+    """
     state, meta = load_weights(path)
     try:
-        config = NetworkConfig.from_dict(meta["config"])
+        config = config_from_dict(meta["config"])
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"weights {path or DEFAULT_WEIGHTS} carry an invalid network config: {exc}") from exc
-    model = StereoNet(config)
+    model = build_network(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
