@@ -1,8 +1,8 @@
 """The disparity networks: configurations, layers, one module per architecture, weights and a
 numpy-facing estimator."""
 
-from .config import NetworkConfig, config_from_dict
-from .model import StereoNet, StereoNetwork, StereoOutput, build_network
+from .config import CostVolumeConfig, NetworkConfig, config_from_dict
+from .model import CostVolumeNet, StereoNet, StereoNetwork, StereoOutput, build_network
 
-__all__ = ["NetworkConfig", "StereoNet", "StereoNetwork", "StereoOutput",
+__all__ = ["CostVolumeConfig", "CostVolumeNet", "NetworkConfig", "StereoNet", "StereoNetwork", "StereoOutput",
            "build_network", "config_from_dict"]

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-__all__ = ["ARCHITECTURES", "NetworkConfig", "AnyNetworkConfig", "config_from_dict", "default_config"]
+__all__ = ["ARCHITECTURES", "CostVolumeConfig", "NetworkConfig", "AnyNetworkConfig", "config_from_dict", "default_config"]
 
 
 def _tuples(cls: type, values: dict[str, Any]) -> dict[str, Any]:
@@ -113,10 +113,96 @@ class NetworkConfig:
         return cls(**_tuples(cls, values))
 
 
-AnyNetworkConfig = Union[NetworkConfig]
+@dataclass(frozen=True)
+class CostVolumeConfig:
+    """Shape of the full-range cost-volume network (:mod:`.costvolume`).
+
+    A shared feature extractor runs down to level ``volume_level`` (stride ``2**volume_level``);
+    there a group-wise correlation volume searches every disparity ``0..max_disparity /
+    2**volume_level`` (pixels of that level), a 2D hourglass of inverted-residual blocks aggregates
+    it (disparities as channels, LightStereo-style) and a soft-argmin turns it into a disparity;
+    every finer level down to ``output_level`` warps the right features by the upsampled disparity,
+    searches a residual ``-correlation_radius..correlation_radius`` and decodes a residual from it,
+    the left features, the left image and the image's reconstruction error.
+
+    Attributes:
+        architecture: always ``"costvolume"``.
+        max_disparity: largest disparity (pixels at full resolution) the volume searches.
+        volume_level: level of the cost volume: 3 (1/8) or 2 (1/4).
+        feature_channels: feature channels of levels 1..volume_level.
+        groups: correlation groups (each a cosine similarity of ``C / groups`` channels); must divide
+            the channels of the volume level.
+        aggregation_channels: channels of the hourglass at the volume level and the two coarser levels.
+        expansion: expansion factor of the inverted-residual blocks.
+        decoder_channels: hidden channels of the residual decoder at each finer level
+            ``output_level..volume_level - 1`` (finest first).
+        correlation_radius: residual search radius of the finer levels (pixels of that level).
+        output_level: the finest level decoded (1 or 2); the output is upsampled from there.
+    """
+
+    max_disparity: int = 192
+    volume_level: int = 3
+    feature_channels: tuple[int, ...] = (16, 32, 64)
+    groups: int = 8
+    aggregation_channels: tuple[int, ...] = (64, 96, 128)
+    expansion: int = 4
+    decoder_channels: tuple[tuple[int, ...], ...] = ((32, 24, 16), (64, 48, 32))
+    correlation_radius: int = 2
+    output_level: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+    architecture: str = "costvolume"
+
+    def __post_init__(self) -> None:
+        if self.architecture != "costvolume":
+            raise ValueError(f"architecture: CostVolumeConfig describes 'costvolume', got {self.architecture!r}")
+        if self.volume_level not in (2, 3):
+            raise ValueError(f"volume_level: expected 2 (1/4) or 3 (1/8), got {self.volume_level!r}")
+        if (isinstance(self.max_disparity, bool) or not isinstance(self.max_disparity, int) or self.max_disparity < 16
+                or self.max_disparity % 2**self.volume_level):
+            raise ValueError(f"max_disparity: expected an integer >= 16 pixels and a multiple of {2**self.volume_level} "
+                             f"(the volume's stride), got {self.max_disparity!r}")
+        _check_channels("feature_channels", self.feature_channels, self.volume_level)
+        _check_channels("aggregation_channels", self.aggregation_channels, 3)
+        if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1 \
+                or self.feature_channels[-1] % self.groups:
+            raise ValueError(f"groups: expected a positive integer dividing the volume level's "
+                             f"{self.feature_channels[-1]} channels, got {self.groups!r}")
+        if isinstance(self.expansion, bool) or not isinstance(self.expansion, int) or self.expansion < 1:
+            raise ValueError(f"expansion: expected an integer >= 1, got {self.expansion!r}")
+        if self.output_level not in (1, 2) or self.output_level >= self.volume_level:
+            raise ValueError(f"output_level: expected 1 or 2 and below volume_level {self.volume_level}, "
+                             f"got {self.output_level!r}")
+        finer = self.volume_level - self.output_level
+        if (not isinstance(self.decoder_channels, tuple) or len(self.decoder_channels) != finer
+                or any(not isinstance(c, tuple) or not c or any(not isinstance(v, int) or v <= 0 for v in c)
+                       for c in self.decoder_channels)):
+            raise ValueError(f"decoder_channels: expected {finer} non-empty tuples of positive sizes (levels "
+                             f"{self.output_level}..{self.volume_level - 1}), got {self.decoder_channels!r}")
+        if not 1 <= self.correlation_radius <= 8:
+            raise ValueError(f"correlation_radius: expected 1..8, got {self.correlation_radius!r}")
+
+    @property
+    def search(self) -> int:
+        """Largest disparity of the volume, in pixels of the volume level."""
+        return self.max_disparity // 2**self.volume_level
+
+    @property
+    def stride(self) -> int:
+        """Input sizes are padded to a multiple of this (the hourglass's coarsest stride)."""
+        return 2 ** (self.volume_level + 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "CostVolumeConfig":
+        return cls(**_tuples(cls, values))
+
+
+AnyNetworkConfig = Union[NetworkConfig, CostVolumeConfig]
 
 #: Architecture name -> its config class.
-ARCHITECTURES: dict[str, type] = {"madnet": NetworkConfig}
+ARCHITECTURES: dict[str, type] = {"madnet": NetworkConfig, "costvolume": CostVolumeConfig}
 
 
 def default_config(architecture: str) -> AnyNetworkConfig:

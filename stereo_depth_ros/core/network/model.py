@@ -1,7 +1,7 @@
 """The networks' shared interface and the factory that builds one from its config.
 
 Every architecture has its own module (:mod:`.madnet`: the MADNet-style coarse-to-fine network
-:class:`StereoNet`);
+:class:`StereoNet`; :mod:`.costvolume`: the full-range cost-volume network :class:`CostVolumeNet`);
 all return a :class:`StereoOutput` and split their parameters into MAD :meth:`~StereoNetwork.blocks`.
 Code that builds a network from a config (weights files, training) goes through
 :func:`build_network`, so a weights file of either architecture loads everywhere.
@@ -10,10 +10,11 @@ Code that builds a network from a config (weights files, training) goes through
 from __future__ import annotations
 
 from .base import StereoNetwork, StereoOutput
-from .config import AnyNetworkConfig, NetworkConfig
+from .config import AnyNetworkConfig, CostVolumeConfig, NetworkConfig
+from .costvolume import CostVolumeNet
 from .madnet import StereoNet
 
-__all__ = ["StereoNet", "StereoNetwork", "StereoOutput", "build_network"]
+__all__ = ["CostVolumeNet", "StereoNet", "StereoNetwork", "StereoOutput", "build_network"]
 
 
 def build_network(config: AnyNetworkConfig | None = None) -> StereoNetwork:
@@ -24,4 +25,6 @@ def build_network(config: AnyNetworkConfig | None = None) -> StereoNetwork:
     """
     if config is None or isinstance(config, NetworkConfig):
         return StereoNet(config)
-    raise ValueError(f"config: expected a NetworkConfig, got {type(config).__name__}")
+    if isinstance(config, CostVolumeConfig):
+        return CostVolumeNet(config)
+    raise ValueError(f"config: expected a NetworkConfig or CostVolumeConfig, got {type(config).__name__}")
