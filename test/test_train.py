@@ -83,3 +83,30 @@ def test_near_fraction_is_recorded_and_checked(tmp_path):
     for bad in (["--near-fraction", "1.5"], ["--near-fraction", "0.5", "--near-min-disparity", "200"], ["--domain", "moon"]):
         with pytest.raises(SystemExit):
             train.parse_args(bad)
+
+
+def test_architecture_choice_is_trained_recorded_resumed_and_checked(tmp_path):
+    from stereo_depth_ros.core.network import CostVolumeNet
+    from stereo_depth_ros.core.network.weights import load_model
+
+    out, checkpoint = tmp_path / "cv.safetensors", tmp_path / "c.safetensors"
+    args = ["--architecture", "costvolume", "--network-config", '{"groups": 4}', "--checkpoint", str(checkpoint)]
+    assert train.main(COMMON + ["--steps", "2", "--checkpoint-every", "2", "--output", str(out)] + args) == 0
+    config = json.loads(out.with_suffix(".json").read_text())["config"]
+    assert config["architecture"] == "costvolume" and config["groups"] == 4
+    model, _ = load_model(out)
+    assert isinstance(model, CostVolumeNet) and model.config.groups == 4
+    # --resume rebuilds the checkpoint's network without being told, and refuses another one.
+    resumed = tmp_path / "resumed.safetensors"
+    assert train.main(COMMON + ["--steps", "3", "--resume", "--checkpoint", str(checkpoint), "--output", str(resumed)]) == 0
+    state, meta = load_weights(resumed)
+    assert meta["config"] == config and meta["steps"] == 3 and state.keys() == model.state_dict().keys()
+    assert train.main(COMMON + ["--steps", "4", "--resume", "--checkpoint", str(checkpoint), "--output", str(resumed),
+                                "--architecture", "madnet"]) == 2
+    for bad in (["--architecture", "psmnet"], ["--network-config", "groups=4"], ["--network-config", "[4]"],
+                ["--architecture", "costvolume", "--network-config", '{"groups": 7}'],
+                ["--architecture", "madnet", "--network-config", '{"architecture": "costvolume"}'],
+                ["--architecture", "costvolume", "--init-weights", str(out)],
+                ["--architecture", "costvolume", "--unlabeled", "motorcycle"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(bad)

@@ -1,5 +1,8 @@
 """``stereo_depth_train --unlabeled SOURCE...``: fine-tune the network on real stereo without ground truth.
 
+(The options of this mode and what it shares with supervised training are in
+:mod:`stereo_depth_ros.tools.training_common`; the network is the initial weights' own.)
+
     python -m stereo_depth_ros.tools.train --unlabeled robot.bag frames/ ../some/middlebury/Scene \
         --output robot.safetensors [--val-path labelled/ motorcycle] [--synthetic-fraction 0.25] \
         [--max-minutes 60] [--resume]
@@ -37,7 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import shlex
 import statistics
 import sys
 import time
@@ -57,50 +59,11 @@ from ..core.self_supervision import self_supervised_loss
 from ..core.sgbm import SgbmBackend
 from ..core.unlabeled import (UnlabeledFrame, UnlabeledSet, describe_source, load_folder_source, make_unlabeled_batch,
                               prepare_unlabeled_set)
+from .training_common import (Dataset, TrainingStages, checkpoint_info, command_line, generate_dataset, learning_rate,
+                              load_checkpoint, make_batch, save_checkpoint)
+from .training_common import validate as validate_synthetic
 
-__all__ = ["add_arguments", "gather_frames", "run", "synthetic_loss"]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of the unlabeled mode (added to ``stereo_depth_train``'s parser)."""
-    from ..bags import StereoTopics
-
-    g = p.add_argument_group("fine-tuning without ground truth (--unlabeled)")
-    g.add_argument("--unlabeled", nargs="+", default=None, metavar="SOURCE",
-                   help="rosbag2s, dataset folders, folders of left_*/right_* pairs, or 'motorcycle'")
-    g.add_argument("--synthetic-fraction", type=float, default=0.25,
-                   help="share of the training on supervised synthetic crops (0 = none); see --synthetic-mix")
-    g.add_argument("--synthetic-mix", choices=("batch", "steps"), default="batch",
-                   help="batch: that share of every batch is synthetic (joint gradient); steps: that share of the steps")
-    g.add_argument("--synthetic-target", choices=("gt", "teacher"), default="gt",
-                   help="what the synthetic crops are supervised with: their ground truth, or the initial network's "
-                        "own prediction (distillation: keeps what the network did on synthetic data, not a new fit)")
-    g.add_argument("--synthetic-val-samples", type=int, default=8,
-                   help="synthetic validation-split samples whose EPE is tracked at every validation (0 = none)")
-    g.add_argument("--anchor", type=float, default=0.0,
-                   help="after every step pull each weight this fraction of the way back to the initial weights")
-    g.add_argument("--val-path", nargs="*", default=None, metavar="PATH",
-                   help="labelled held-out scenes (dataset folders or 'motorcycle') for bad-2 / EPE validation")
-    g.add_argument("--holdout-fraction", type=float, default=0.1,
-                   help="without --val-path: the share of the frames held out for the photometric validation")
-    g.add_argument("--bag-every", type=int, default=1, help="use every N-th frame of the bags")
-    for field, default in StereoTopics().__dict__.items():
-        if field != "ground_truth_depth":
-            g.add_argument(f"--{field.replace('_', '-')}-topic", dest=field, default=default,
-                           help=f"bag topic ({default})")
-
-
-def check_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if not 0.0 <= args.synthetic_fraction < 1.0:
-        p.error(f"--synthetic-fraction: expected a fraction in [0, 1), got {args.synthetic_fraction}")
-    if not 0.0 <= args.anchor < 1.0:
-        p.error(f"--anchor: expected a fraction in [0, 1), got {args.anchor}")
-    if args.synthetic_val_samples < 0:
-        p.error(f"--synthetic-val-samples: expected an integer >= 0, got {args.synthetic_val_samples}")
-    if not 0.0 <= args.holdout_fraction < 1.0:
-        p.error(f"--holdout-fraction: expected a fraction in [0, 1), got {args.holdout_fraction}")
-    if args.bag_every < 1:
-        p.error(f"--bag-every: expected an integer >= 1, got {args.bag_every}")
+__all__ = ["gather_frames", "run", "synthetic_loss"]
 
 
 def _is_bag(path: Path) -> bool:
@@ -181,12 +144,8 @@ def _validate_frames(model: torch.nn.Module, data: UnlabeledSet, config: Adaptat
 def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """Fine-tune on the unlabeled sources (see the module docstring); returns the exit status."""
     from ..bags import BagError
-    from .train import (Dataset, TrainingStages, checkpoint_info, generate_dataset, learning_rate, load_checkpoint,
-                        make_batch, save_checkpoint)
-    from .train import validate as validate_synthetic
 
-    command = "python -m stereo_depth_ros.tools.train " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line(argv)
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     started = time.time()
