@@ -5,12 +5,28 @@
 ``offline``: runs the node's own per-frame pipeline (:func:`~stereo_depth_ros.core.pipeline.process_frame`)
 on the bag's frames without a ROS graph, as fast as the machine allows, in three arms on the same
 frames: the network with online adaptation, the frozen network, and OpenCV SGBM. Adaptation steps
-run in line after each frame (deterministic). Per frame: EPE, bad-3, D1-all, density (disparity,
-holes and invalid pixels count as errors) and AbsRel, RMSE, delta<1.25 (depth) when the bag has
-ground-truth depth; otherwise the photometric error, density and time only. Summaries over the whole
-sequence and over its first and last thirds (adaptation at work). Writes ``metrics.json``,
-``metrics.csv``, ``report.md``, PNG figures (error over time per arm; the last frame's depth colour
-map, reconstruction error and rendered point cloud) and the last frame's cloud as ``.ply``.
+run in line after each frame (deterministic).
+
+Scoring, per frame and per arm (what the arm publishes: invalid pixels are holes):
+
+* on the frames that carry ground-truth depth (dense, or sparse like a LiDAR scan: NaN = no
+  point), over the ground-truth pixels only: EPE, bad-2, bad-3, D1-all and density, holes counting
+  as errors (a hole reads as ``d = 0`` in ``epe``), ``epe_valid`` over the pixels the arm gives,
+  AbsRel, RMSE, delta<1.25 (depth) and ``gt_pixels`` (how many pixels were scored);
+* on every frame, with or without ground truth (so that adaptation can be followed where nothing
+  else says what is true): ``photometric_error``, the mean per-pixel image error (the adaptation's
+  ``image_loss``, :func:`~stereo_depth_ros.core.losses.image_error_function`) of the right image
+  warped into the left view through the arm's disparity, over the arm's valid pixels whose sample
+  lies in the right image; ``sgbm_agreement``, the % of SGBM's confident pixels where the arm is
+  within :data:`~stereo_depth_ros.core.proxy.AGREEMENT_PX` pixels (its holes disagree); and
+  ``image_density``, the % of all pixels the arm gives.
+
+Summaries over the whole sequence and over its first, middle and last thirds of the played frames
+(adaptation at work), each naming the frames with ground truth it holds (``gt_frames``); accuracy
+is pixel-weighted over those frames, the image scores are means over the part's frames. Writes
+``metrics.json``, ``metrics.csv``, ``report.md``, PNG figures (error over time and photometric
+error over time per arm; the last frame's depth colour map, reconstruction error and rendered point
+cloud) and the last frame's cloud as ``.ply``.
 
 ``replay``: starts the real node in its own process from a params file (the one users launch
 with), plays the bag into the ROS graph with its original timing x ``--rate`` (optionally
@@ -35,19 +51,25 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+import torch
 
 from ..bags import BagError, StereoTopics, raw_messages, read_stereo_bag
 from ..core.adaptation import AdaptationConfig, OnlineAdapter
+from ..core.losses import image_error_function
 from ..core.masks import ValidityConfig
 from ..core.metrics import aggregate, evaluate_disparity
 from ..core.network.estimator import image_to_tensor, prepare_for_inference
 from ..core.network.weights import load_model
 from ..core.pipeline import process_frame, resize_images
+from ..core.proxy import AGREEMENT_PX
 from ..core.sgbm import SgbmBackend
+from ..core.warping import warp_right_to_left
 from ..ros.params import config_from_values, inference_size, values_from_yaml
 from ..ros.conversions import image_to_rgb_float
 
 ARMS = ("adapted", "frozen", "sgbm")
+ImageError = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``error(pred, target)``: ``(B, 3, H, W)`` images in [0, 1] -> ``(B, 1, H, W)`` per-pixel error."""
 NetworkSize = Callable[[int, int], "tuple[int, int] | None"]
 """``(height, width)`` of a frame -> the network's input size, None for the frame's own."""
 
@@ -57,29 +79,66 @@ def _say(message: str) -> None:
 
 
 def _frame_metrics(pred: np.ndarray, gt_disp: np.ndarray | None, camera: Any) -> dict[str, Any]:
+    """Accuracy of an ``(H, W)`` disparity (pixels, NaN = hole) on the frame's ground-truth pixels
+    (``gt_disp``, NaN where there is none; None: a frame without ground truth, density only)."""
     if gt_disp is None:
         valid = np.isfinite(pred) & (pred > 0)
-        return {"density": 100.0 * float(valid.mean()), "evaluation": None}
+        return {"scored": False, "density": 100.0 * float(valid.mean()), "evaluation": None}
     ev = evaluate_disparity(pred, gt_disp, camera.fx, camera.baseline, doffs=camera.doffs)
     m = ev.all.metrics()
-    return {"epe": m["epe"], "bad2": m["bad2"], "bad3": m["bad3"], "d1_all": m["d1_all"], "abs_rel": m["abs_rel"],
-            "rmse": m["rmse"], "delta1": m["delta1"], "density": ev.density, "evaluation": ev}
+    return {"scored": ev.gt_pixels > 0, "gt_pixels": ev.gt_pixels, "epe": m["epe"], "epe_valid": ev.valid.epe,
+            "bad2": m["bad2"], "bad3": m["bad3"], "d1_all": m["d1_all"], "abs_rel": m["abs_rel"], "rmse": m["rmse"],
+            "delta1": m["delta1"], "density": ev.density, "evaluation": ev}
 
 
-def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+@torch.no_grad()
+def _image_scores(pred: np.ndarray, f: "_Frame", sgbm_pred: np.ndarray | None, image_error: ImageError) -> dict[str, Any]:
+    """Scores that need no ground truth, for an ``(H, W)`` disparity (pixels, NaN = hole) of the
+    frame's left view: ``photometric_error`` (mean image error of the right image warped into the
+    left view through it, over its valid in-view pixels; NaN without any), ``sgbm_agreement`` (%
+    of SGBM's confident pixels within ``AGREEMENT_PX`` of it, holes disagreeing; None for SGBM
+    itself) and ``image_density`` (% of all pixels it gives)."""
+    valid = np.isfinite(pred) & (pred > 0)
+    disparity = torch.from_numpy(np.where(valid, pred, 0.0).astype(np.float32)).to(f.right_t.device)[None, None]
+    warped, in_view = warp_right_to_left(f.right_t, disparity)
+    error = image_error(warped, f.left_t)[0, 0]
+    use = torch.from_numpy(valid).to(error.device) & in_view[0, 0]
+    out: dict[str, Any] = {"photometric_error": float(error[use].mean()) if bool(use.any()) else float("nan"),
+                           "image_density": 100.0 * float(valid.mean()), "sgbm_agreement": None}
+    if sgbm_pred is not None:
+        confident = np.isfinite(sgbm_pred) & (sgbm_pred > 0)
+        close = np.abs(np.where(valid, pred, np.inf) - np.where(confident, sgbm_pred, 0.0)) <= AGREEMENT_PX
+        agree = int(np.count_nonzero(close & valid & confident))
+        count = int(np.count_nonzero(confident))
+        out["sgbm_agreement"] = 100.0 * agree / count if count else float("nan")
+    return out
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None and np.isfinite(r[key])]
+    return float(np.mean(values)) if values else None
+
+
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A part of the sequence: accuracy pixel-weighted over its frames with ground truth (``gt_frames``),
+    image scores and density averaged over its frames, median time."""
+    if not rows:
+        return {"frames": 0, "gt_frames": []}
     evaluations = [r["evaluation"] for r in rows if r.get("evaluation") is not None]
     times = [r["time_ms"] for r in rows if r.get("time_ms") is not None and np.isfinite(r["time_ms"])]
-    out: dict[str, float] = {"frames": len(rows), "time_ms": float(np.median(times)) if times else float("nan")}
+    out: dict[str, Any] = {"frames": len(rows), "time_ms": float(np.median(times)) if times else float("nan"),
+                           "gt_frames": [r["frame"] for r in rows if r.get("scored")]}
     if evaluations:
         ev = aggregate(evaluations)
         m = ev.all.metrics()
         out.update({k: m[k] for k in ("epe", "bad2", "bad3", "d1_all", "abs_rel", "rmse", "delta1")})
-        out["density"] = ev.density
+        out.update(epe_valid=ev.valid.epe, density=ev.density, gt_pixels=ev.gt_pixels)
     else:
         out["density"] = float(np.mean([r["density"] for r in rows]))
-    errors = [r["photometric_error"] for r in rows if r.get("photometric_error") is not None]
-    if errors:
-        out["photometric_error"] = float(np.mean(errors))
+    for key in ("photometric_error", "sgbm_agreement", "image_density"):
+        value = _mean(rows, key)
+        if value is not None:
+            out[key] = value
     return out
 
 
@@ -113,8 +172,10 @@ def _frames(bag: Path, topics: StereoTopics, device: str, max_frames: int | None
         yield _Frame(index, frame.stamp_ns, camera, left, right, image_to_tensor(left, device), image_to_tensor(right, device), gt_disp)
 
 
-def _network_row(model: Any, f: _Frame, validity: ValidityConfig,
-                 network_size: NetworkSize | None = None) -> tuple[dict[str, Any], Any]:
+def _network_row(model: Any, f: _Frame, validity: ValidityConfig, network_size: NetworkSize | None,
+                 sgbm_pred: np.ndarray, image_error: ImageError) -> tuple[dict[str, Any], Any]:
+    """The network's published disparity (its validity mask applied) on a frame, scored; and the
+    pipeline's result."""
     start = time.perf_counter()
     was_training = model.training
     model.eval()
@@ -125,22 +186,25 @@ def _network_row(model: Any, f: _Frame, validity: ValidityConfig,
     mask = result.validity.mask[0, 0].cpu().numpy()
     pred = np.where(mask, result.disparity_left[0, 0].float().cpu().numpy(), np.nan)
     row = {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": elapsed,
-           "photometric_error": float(result.validity.photometric_error.mean()),
-           **_frame_metrics(pred, f.gt_disp, f.camera)}
+           **_image_scores(pred, f, sgbm_pred, image_error), **_frame_metrics(pred, f.gt_disp, f.camera)}
     return row, result
 
 
-def _sgbm_row(sgbm: SgbmBackend, f: _Frame) -> dict[str, Any]:
+def _sgbm_row(sgbm: SgbmBackend, f: _Frame, image_error: ImageError) -> tuple[dict[str, Any], np.ndarray]:
+    """SGBM's disparity (NaN holes) on a frame, scored; and the disparity (the other arms' reference)."""
     start = time.perf_counter()
     pred = sgbm(f.left, f.right)
-    return {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": 1000 * (time.perf_counter() - start),
-            "photometric_error": None, **_frame_metrics(pred, f.gt_disp, f.camera)}
+    elapsed = 1000 * (time.perf_counter() - start)
+    return {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": elapsed, **_image_scores(pred, f, None, image_error),
+            **_frame_metrics(pred, f.gt_disp, f.camera)}, pred
 
 
 def _progress(per_frame: dict[str, list[dict[str, Any]]], index: int) -> None:
     if (index + 1) % 10 == 0:
-        _say(f"frame {index + 1}: EPE " + ", ".join(f"{arm} {rows[-1].get('epe', float('nan')):.2f}"
-                                                    for arm, rows in per_frame.items() if rows))
+        key, name = ("epe", "EPE") if per_frame["frozen"][-1].get("scored") else ("photometric_error", "photometric")
+        value = lambda row: float("nan") if row.get(key) is None else row[key]  # noqa: E731
+        _say(f"frame {index + 1}: {name} " + ", ".join(f"{arm} {value(rows[-1]):.3f}"
+                                                       for arm, rows in per_frame.items() if rows))
 
 
 def _finish(output: Path, mode: str, bag: Path, per_frame: dict[str, list[dict[str, Any]]], last: Any, has_gt: bool,
@@ -149,11 +213,16 @@ def _finish(output: Path, mode: str, bag: Path, per_frame: dict[str, list[dict[s
     if n == 0:
         raise BagError(f"{bag} holds no complete stereo frame on the chosen topics")
     third = max(1, n // 3)
-    summary = {arm: {"all": _summary(rows), "first_third": _summary(rows[:third]), "last_third": _summary(rows[-third:])}
-               for arm, rows in per_frame.items()}
+    spans = {"all": (0, n), "first_third": (0, third), "middle_third": (third, max(third, n - third)),
+             "last_third": (n - third, n)}
+    summary = {arm: {part: _summary(rows[lo:hi]) for part, (lo, hi) in spans.items()} for arm, rows in per_frame.items()}
     if "adaptation_steps" in extra and "adapted" in summary:
         summary["adapted"]["all"].update(steps=extra["adaptation_steps"], rollbacks=extra["rollbacks"])
-    report = {"bag": str(bag), "mode": mode, "frames": n, "ground_truth": bool(has_gt), **extra, "summary": summary,
+    scored = [r["frame"] for r in per_frame["frozen"] if r.get("scored")]
+    parts = {part: {"frames": [lo, hi - 1] if hi > lo else [], "gt_frames": [i for i in scored if lo <= i < hi]}
+             for part, (lo, hi) in spans.items()}
+    report = {"bag": str(bag), "mode": mode, "frames": n, "ground_truth": bool(has_gt), "ground_truth_frames": scored,
+              "parts": parts, **extra, "summary": summary,
               "frames_detail": {arm: [{k: v for k, v in r.items() if k != "evaluation"} for r in rows]
                                 for arm, rows in per_frame.items()}}
     with open(output / "metrics.csv", "w", newline="") as f:
@@ -184,21 +253,24 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
     frozen_model = prepare_for_inference(copy.deepcopy(adapted_model), device)
     adapter = OnlineAdapter(adapted_model, adaptation)
     sgbm = SgbmBackend()
+    image_error = image_error_function(adaptation.image_loss)
     per_frame: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     has_gt, last = False, None
     for f in _frames(bag, topics, device, max_frames):
-        has_gt = f.gt_disp is not None
-        row, result = _network_row(adapted_model, f, validity, network_size)
+        has_gt = has_gt or f.gt_disp is not None
+        sgbm_row, sgbm_pred = _sgbm_row(sgbm, f, image_error)
+        row, result = _network_row(adapted_model, f, validity, network_size, sgbm_pred, image_error)
         size = network_size(*f.left_t.shape[-2:]) if network_size is not None else None
         step = adapter.step(resize_images(f.left_t, size), resize_images(f.right_t, size))
         row.update({"adaptation_status": step.status, "adaptation_loss": step.loss,
                     "adaptation_ms": 1000 * step.seconds, "rollbacks": adapter.rollbacks})
         per_frame["adapted"].append(row)
         last = (f.left, f.camera, result)
-        per_frame["frozen"].append(_network_row(frozen_model, f, validity, network_size)[0])
-        per_frame["sgbm"].append(_sgbm_row(sgbm, f))
+        per_frame["frozen"].append(_network_row(frozen_model, f, validity, network_size, sgbm_pred, image_error)[0])
+        per_frame["sgbm"].append(sgbm_row)
         _progress(per_frame, f.index)
     extra = {"adaptation": adaptation.__dict__, "validity": validity.__dict__, "weights": meta.get("training_command"),
+             "photometric_error_function": adaptation.image_loss,
              "adaptation_steps": adapter.steps, "rollbacks": adapter.rollbacks}
     if save_weights is not None and per_frame["adapted"]:
         written = adapter.save(save_weights, {"source": "stereo_depth_replay --mode offline", "bag": str(bag),
@@ -407,10 +479,12 @@ def _adaptation_at(played: PlayResult, when: float | None) -> dict[str, Any]:
 def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path, validity: ValidityConfig,
                weights: str | None = None, rate: float = 1.0, clock: bool = False, namespace: str = "/stereo",
                domain_id: int | None = None, lockstep: bool = False,
-               network_size: NetworkSize | None = None, sgbm_max_disparity: float | None = None) -> dict[str, Any]:
+               network_size: NetworkSize | None = None, sgbm_max_disparity: float | None = None,
+               image_loss: str = "ssim_l1") -> dict[str, Any]:
     """Replay the bag through the live node, then score its outputs next to the frozen network and SGBM
     (run at ``network_size``, as in :func:`run_offline`; SGBM searches ``sgbm_max_disparity`` pixels,
-    None: its default for the width)."""
+    None: its default for the width). ``image_loss`` names the photometric error of every arm
+    (:func:`~stereo_depth_ros.core.losses.image_error_function`; the node's adaptation's, as a rule)."""
     from ..bags import write_raw
     from ..ros.conversions import image_to_numpy
 
@@ -426,10 +500,12 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
     frozen_model, meta = load_model(weights)
     frozen_model = prepare_for_inference(frozen_model, "cpu")
     sgbm = SgbmBackend(max_disparity=sgbm_max_disparity)
+    image_error = image_error_function(image_loss)
     per_frame: dict[str, list[dict[str, Any]]] = {"node": [], "frozen": [], "sgbm": []}
     has_gt, last = False, None
     for f in _frames(bag, topics, "cpu", None):
-        has_gt = f.gt_disp is not None
+        has_gt = has_gt or f.gt_disp is not None
+        sgbm_row, sgbm_pred = _sgbm_row(sgbm, f, image_error)
         msg = played.disparities.get(f.stamp_ns)
         if msg is not None:
             d = image_to_numpy(msg.image).astype(np.float32)
@@ -437,26 +513,26 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
         else:
             pred = np.full(f.left.shape[:2], np.nan, np.float32)  # skipped or dropped by the node
         row = {"frame": f.index, "stamp_ns": f.stamp_ns, "time_ms": played.latency_ms.get(f.stamp_ns, float("nan")),
-               "published": msg is not None, "photometric_error": None,
-               **_adaptation_at(played, played.received_at.get(f.stamp_ns)),
-               **_frame_metrics(pred, f.gt_disp, f.camera)}
+               "published": msg is not None, **_adaptation_at(played, played.received_at.get(f.stamp_ns)),
+               **_image_scores(pred, f, sgbm_pred, image_error), **_frame_metrics(pred, f.gt_disp, f.camera)}
         per_frame["node"].append(row)
-        frozen_row, result = _network_row(frozen_model, f, validity, network_size)
+        frozen_row, result = _network_row(frozen_model, f, validity, network_size, sgbm_pred, image_error)
         per_frame["frozen"].append(frozen_row)
         last = (f.left, f.camera, result)
-        per_frame["sgbm"].append(_sgbm_row(sgbm, f))
+        per_frame["sgbm"].append(sgbm_row)
         _progress(per_frame, f.index)
     adaptation = [kv for _, array in played.diagnostics[-1:] for status in array.status if status.name.endswith(": adaptation")
                   for kv in status.values]
     extra = {"params_file": str(params_file), "rate": rate, "clock": clock, "lockstep": lockstep, "node_returncode": played.node_returncode,
              "frames_published": sum(r["published"] for r in per_frame["node"]),
              "node_adaptation": {kv.key: kv.value for kv in adaptation}, "recorded_bag": str(recorded_bag),
-             "weights": meta.get("training_command")}
+             "weights": meta.get("training_command"), "photometric_error_function": image_loss}
     return _finish(output, "replay", bag, per_frame, last, has_gt, extra)
 
 
 def write_figures(output: Path, per_frame: dict[str, list[dict[str, Any]]], last: Any, has_gt: bool) -> list[str]:
-    """Error over time, the last frame's depth colour map, reconstruction error, a rendered cloud
+    """Error over time (bad-2 with ground truth, else photometric error), photometric error over
+    time (every frame), the last frame's depth colour map, reconstruction error, a rendered cloud
     and the cloud as PLY (the adapted arm's published output)."""
     import cv2
 
@@ -466,11 +542,13 @@ def write_figures(output: Path, per_frame: dict[str, list[dict[str, Any]]], last
 
     names = []
     key, label = ("bad2", "bad-2 %, holes count") if has_gt else ("photometric_error", "photometric error")
-    series = {arm: [r.get(key, np.nan) if r.get(key) is not None else np.nan for r in rows] for arm, rows in per_frame.items()}
-    if not has_gt:
-        series.pop("sgbm", None)
+    curve = lambda rows, k: [np.nan if r.get(k) is None else r[k] for r in rows]  # noqa: E731
+    series = {arm: curve(rows, key) for arm, rows in per_frame.items()}
     cv2.imwrite(str(output / "error_over_time.png"), line_plot(series, "error over time", label))
-    names.append("error_over_time.png")
+    photometric = {arm: curve(rows, "photometric_error") for arm, rows in per_frame.items()}
+    cv2.imwrite(str(output / "photometric_error_over_time.png"),
+                line_plot(photometric, "right image warped through each arm's disparity", "photometric error"))
+    names += ["error_over_time.png", "photometric_error_over_time.png"]
     if last is not None:
         left, camera, result = last
         mask = result.validity.mask[0, 0].cpu().numpy()
@@ -494,26 +572,66 @@ def write_figures(output: Path, per_frame: dict[str, list[dict[str, Any]]], last
     return names
 
 
+def _frame_list(frames: list[int]) -> str:
+    """``[86, 87, 88, 90]`` -> ``"86-88, 90"`` (``"none"`` when empty)."""
+    runs: list[list[int]] = []
+    for i in frames:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs) or "none"
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """The summary table of a report."""
-    cols = (("epe", "EPE px"), ("bad2", "bad-2 %"), ("bad3", "bad-3 %"), ("d1_all", "D1-all %"), ("density", "density %"),
-            ("abs_rel", "AbsRel"), ("delta1", "δ<1.25 %"), ("photometric_error", "photometric"), ("time_ms", "ms/frame"))
-    lines = [f"# Replay of `{report['bag']}` ({report['frames']} frames, {report['mode']})", "",
-             "| arm | part | " + " | ".join(c[1] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
+    """The summary table of a report, which frames carry ground truth, and per-frame scores of
+    those frames when the ground truth is on some frames only."""
+    cols = (("epe", "EPE px"), ("epe_valid", "EPE px (given)"), ("bad2", "bad-2 %"), ("bad3", "bad-3 %"),
+            ("d1_all", "D1-all %"), ("density", "density %"), ("abs_rel", "AbsRel"), ("delta1", "δ<1.25 %"),
+            ("photometric_error", "photometric"), ("sgbm_agreement", "SGBM agreement %"), ("time_ms", "ms/frame"))
+    lines = [f"# Replay of `{report['bag']}` ({report['frames']} frames, {report['mode']})", ""]
+    scored = report.get("ground_truth_frames", [])
+    if report["ground_truth"]:
+        parts = report.get("parts", {})
+        where = "; ".join(f"{part.replace('_', ' ')} (frames {_frame_list(list(range(p['frames'][0], p['frames'][1] + 1)))})"
+                          f": {_frame_list(p['gt_frames'])}" for part, p in parts.items() if part != "all" and p["frames"])
+        lines += [f"Ground truth on {len(scored)} of {report['frames']} frames ({_frame_list(scored)}); by third: {where}.", ""]
+    lines += ["| arm | part | " + " | ".join(c[1] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
     for arm, parts in report["summary"].items():
         for part, values in parts.items():
-            cells = []
-            for key, _ in cols:
-                v = values.get(key)
-                cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}")
-            lines.append(f"| {arm} | {part.replace('_', ' ')} | " + " | ".join(cells) + " |")
+            if not values.get("frames"):
+                continue
+            lines.append(f"| {arm} | {part.replace('_', ' ')} | " + " | ".join(_cell(values.get(k)) for k, _ in cols) + " |")
+    if scored and len(scored) < report["frames"]:
+        lines += ["", "Frames with ground truth, per frame:", "",
+                  "| frame | stamp s | arm | GT px | bad-2 % | bad-3 % | EPE px | EPE px (given) | density % |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for arm, rows in report["frames_detail"].items():
+            for r in rows:
+                if r.get("scored"):
+                    lines.append(f"| {r['frame']} | {r['stamp_ns'] * 1e-9:.3f} | {arm} | {r['gt_pixels']} | "
+                                 + " | ".join(_cell(r.get(k), 2) for k in ("bad2", "bad3", "epe", "epe_valid", "density"))
+                                 + " |")
     if report.get("figures"):
         lines += ["", *[f"![{name}]({name})" for name in report["figures"] if name.endswith(".png")],
                   "", f"Last-frame depth, reconstruction error and point cloud (`cloud_last_frame.ply`) of the "
                   f"{report.get('figures_source', 'network')}."]
     if not report["ground_truth"]:
-        lines += ["", "The bag has no ground-truth depth: accuracy columns are empty; photometric error, density and time remain."]
-    lines += ["", "Holes and invalid pixels count as errors (all GT pixels). 'adapted' adapts online after each frame; "
+        lines += ["", "The bag has no ground-truth depth: accuracy columns are empty; photometric error, SGBM "
+                  "agreement, density and time remain."]
+    lines += ["", "Accuracy on the ground-truth pixels only (a sparse ground truth's points), pixel-weighted over "
+              "a part's frames with ground truth; holes and invalid pixels count as errors (in 'EPE px' a hole "
+              "reads as d = 0; 'EPE px (given)' is over the pixels the arm gives). density: % of ground-truth "
+              "pixels the arm gives (a part without ground truth: % of all pixels). photometric: mean "
+              f"{report.get('photometric_error_function', 'ssim_l1')} error of the right image warped into the "
+              "left view through the arm's disparity, over its valid pixels; SGBM agreement: % of SGBM's "
+              f"confident pixels where the arm is within {AGREEMENT_PX:g} px (holes disagree); both are means "
+              "over the part's frames, ground truth or not.",
+              "", "'adapted' adapts online after each frame; "
               "'frozen' is the shipped network; 'node' is the live node's published output (replay mode); "
               "'sgbm' is OpenCV SGBM (stereo_image_proc's algorithm)."]
     return "\n".join(lines)
@@ -535,7 +653,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--adaptation", choices=("full", "mad", "none"), default=None,
                    help="--mode offline: adaptation mode (default: the params file's adaptation.mode)")
     p.add_argument("--image-loss", choices=("ssim_l1", "census"), default=None,
-                   help="--mode offline: reconstruction error (default: the params file's)")
+                   help="reconstruction error of --mode offline's adaptation and of every arm's photometric "
+                        "score (default: the params file's)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="--mode offline: adaptation step size (default: the params file's)")
     p.add_argument("--proxy", choices=("sgbm", "none"), default=None,
@@ -565,7 +684,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  args.device, network_size, args.save_weights)
         else:
             report = run_replay(args.bag, args.output, topics, args.params_file, validity, args.weights, args.rate,
-                                args.clock, args.namespace, lockstep=args.lockstep, network_size=network_size)
+                                args.clock, args.namespace, lockstep=args.lockstep, network_size=network_size,
+                                image_loss=adaptation.image_loss)
     except BagError as exc:
         print(f"[replay] {exc}", file=sys.stderr)
         return 2
