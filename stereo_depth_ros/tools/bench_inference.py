@@ -2,6 +2,7 @@
 
     python -m stereo_depth_ros.tools.bench_inference [--sizes 640x480 1280x720] [--device cpu|cuda]
         [--compile] [--cuda-graphs] [--accuracy-samples 30] [--frame-path] [--scales 1.0 0.75 0.5] [--eval-samples 30]
+        [--architecture madnet costvolume]
 
 Prints a Markdown table and writes JSON: median and p95 per frame over ``--frames`` after
 ``--warmup`` untimed frames; on CUDA, fp32 and bf16 autocast, with synchronisation around each
@@ -14,8 +15,11 @@ through pinned buffers, both disparities with the masks and the point cloud (eag
 as one CUDA graph), and the download. With ``--scales`` the network also runs at fractions of each size (the node's
 ``inference_scale``: resize in, predict, resize and rescale the disparity out, all timed) and each
 scale's accuracy is measured on ``--eval-samples`` held-out synthetic samples (EPE and bad-3 over
-all ground-truth pixels, as the evaluation tool counts them), SGBM's beside it. Figures, not
-assertions: run it on demand.
+all ground-truth pixels, as the evaluation tool counts them), SGBM's beside it. ``--architecture``
+times freshly initialised networks of the named architectures (default configs) instead of
+``--weights``, one after the other and SGBM after them, in the same run (a network's speed does not
+depend on its weights; its accuracy does, so ``--scales`` and ``--accuracy-samples`` need weights).
+Figures, not assertions: run it on demand.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ import torch
 
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.network.compiled import CompiledStereoNet
+from ..core.network.config import ARCHITECTURES, default_config
 from ..core.network.estimator import prepare_for_inference
+from ..core.network.model import build_network
 from ..core.network.weights import load_model
 from ..core.sgbm import SgbmBackend
 from ..core.synthetic import generate_sample, split_seeds
@@ -53,13 +59,30 @@ def _time(fn, frames: int, warmup: int, sync: bool) -> list[float]:
     return out
 
 
-def _load(args: argparse.Namespace) -> tuple[torch.device, torch.nn.Module, dict]:
-    """Thread setting, device and the network ready for inference, from the command line."""
+def _load_all(args: argparse.Namespace) -> tuple[torch.device, list[tuple[str, torch.nn.Module, dict]]]:
+    """Thread setting, device and the networks ready for inference, from the command line: the
+    ``--weights`` (one), or a fresh network of each ``--architecture``; each with its architecture's name."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model, meta = load_model(args.weights, device)
-    return device, prepare_for_inference(model, device), meta
+    if not args.architecture:
+        model, meta = load_model(args.weights, device)
+        return device, [(model.config.architecture, prepare_for_inference(model, device), meta)]
+    networks = []
+    for name in args.architecture:
+        torch.manual_seed(0)
+        model = build_network(default_config(name))
+        networks.append((name, prepare_for_inference(model, device),
+                         {"training_command": None, "untrained": True, "config": model.config.to_dict()}))
+    return device, networks
+
+
+def _load(args: argparse.Namespace) -> tuple[torch.device, torch.nn.Module, dict]:
+    """As :func:`_load_all` for the modes that run one network (``--scales``, ``--frame-path``)."""
+    device, networks = _load_all(args)
+    if len(networks) != 1:
+        raise SystemExit("--scales and --frame-path run one network: give one --architecture (or --weights)")
+    return device, networks[0][1], networks[0][2]
 
 
 def _precision_accuracy(model: torch.nn.Module, device: torch.device, width: int, height: int, samples: int) -> dict[str, float]:
@@ -213,67 +236,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--frame-path", action="store_true",
                    help="CUDA: time the node's whole GPU frame path without ROS (pinned upload, both disparities + "
                         "masks + point cloud eagerly and as one CUDA graph, download), instead of the network alone")
+    p.add_argument("--architecture", nargs="+", choices=sorted(ARCHITECTURES), default=None,
+                   help="time freshly initialised networks of these architectures (default configs) instead of "
+                        "--weights, one after the other, SGBM after them; speed only (untrained)")
     p.add_argument("--output", type=Path, default=None, help="JSON file")
     args = p.parse_args(argv)
+    if args.architecture and args.weights is not None:
+        p.error("--architecture times untrained networks; leave out --weights")
+    if args.architecture and (args.scales is not None or args.accuracy_samples):
+        p.error("--scales and --accuracy-samples measure accuracy, which needs --weights, not --architecture")
     if args.compile and args.scales is not None:
         p.error("--compile times the full-size network; run it without --scales")
     if args.scales is not None:
         return _scale_table(args)
     if args.frame_path:
         return _frame_path(args)
-    device, model, meta = _load(args)
+    device, networks = _load_all(args)
+    meta = networks[0][2]
     rows = []
     accuracy: dict[str, dict[str, float]] = {}
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))
         if args.accuracy_samples and device.type == "cuda":
-            accuracy[size] = _precision_accuracy(model, device, width, height, args.accuracy_samples)
+            accuracy[size] = _precision_accuracy(networks[0][1], device, width, height, args.accuracy_samples)
         sample = generate_sample(3, width=width, height=height, domain="indoor")
         left = torch.from_numpy(sample.left).permute(2, 0, 1)[None].contiguous().to(device)
         right = torch.from_numpy(sample.right).permute(2, 0, 1)[None].contiguous().to(device)
         precisions = ["fp32", "bf16"] if device.type == "cuda" else ["fp32"]
-        variants: list[tuple[str, Any]] = [("", model)]
-        if args.compile:
-            variants.append((" compiled", CompiledStereoNet(model)))
-        if args.cuda_graphs and device.type == "cuda":
-            runner = CudaGraphRunner()
-            variants.append((" CUDA graph", lambda l, r, runner=runner: runner(lambda a, b: model(a, b), l, r)))
-        timings: list[tuple[str, list[float], dict[str, float]]] = []
-        for precision in precisions:
-            for label, net in variants:
-                def run(precision: str = precision, net: Any = net) -> torch.Tensor:
-                    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                        return net(left, right).disparity
-                extra: dict[str, float] = {}
-                if label:  # the first call compiles/captures for this size and precision: timed apart, output checked
-                    start = time.perf_counter()
-                    out = run()
-                    extra["compile_seconds"] = time.perf_counter() - start
-                    failure = net.failure if isinstance(net, CompiledStereoNet) else runner.failure
-                    if failure is not None:
-                        raise SystemExit(f"{label.strip()} failed: {failure}")
-                    extra["max_abs_difference_to_eager_px"] = float((out.float() - run(net=model).float()).abs().max())
-                ms = _time(run, args.frames, args.warmup, device.type == "cuda")
-                timings.append((precision + label, ms, extra))
+        timings: list[tuple[str, str, list[float], dict[str, float]]] = []
+        for architecture, model, _ in networks:
+            variants: list[tuple[str, Any]] = [("", model)]
+            if args.compile:
+                variants.append((" compiled", CompiledStereoNet(model)))
+            if args.cuda_graphs and device.type == "cuda":
+                runner = CudaGraphRunner()
+                variants.append((" CUDA graph", lambda l, r, runner=runner, model=model: runner(lambda a, b: model(a, b), l, r)))
+            for precision in precisions:
+                for label, net in variants:
+                    def run(precision: str = precision, net: Any = net) -> torch.Tensor:
+                        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                            return net(left, right).disparity
+                    extra: dict[str, float] = {}
+                    if label:  # the first call compiles/captures for this size and precision: timed apart, output checked
+                        start = time.perf_counter()
+                        out = run()
+                        extra["compile_seconds"] = time.perf_counter() - start
+                        failure = net.failure if isinstance(net, CompiledStereoNet) else runner.failure
+                        if failure is not None:
+                            raise SystemExit(f"{label.strip()} failed: {failure}")
+                        extra["max_abs_difference_to_eager_px"] = float((out.float() - run(net=model).float()).abs().max())
+                    ms = _time(run, args.frames, args.warmup, device.type == "cuda")
+                    timings.append((architecture, precision + label, ms, extra))
         # SGBM after the network: OpenCV's worker threads linger after a parallel call and slowed the
         # network by up to a third when it ran second on 2 cores (the node never runs SGBM).
         sgbm = SgbmBackend()
         sgbm_ms = _time(lambda: sgbm(sample.left, sample.right), args.sgbm_frames, 1, False)
-        for precision, ms, extra in timings:
+        for architecture, precision, ms, extra in timings:
             rows.append({**extra,
                 "size": size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-                "precision": precision, "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
+                "network": architecture, "precision": precision, "median_ms": float(np.median(ms)),
+                "p95_ms": float(np.percentile(ms, 95)),
                 "fps": 1000.0 / float(np.median(ms)), "sgbm_median_ms": float(np.median(sgbm_ms)),
                 "ratio_to_sgbm": float(np.median(ms)) / float(np.median(sgbm_ms)),
             })
-    lines = ["| size | device | precision | network median ms | p95 ms | FPS | SGBM median ms (CPU) | network / SGBM |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| size | device | network | precision | network median ms | p95 ms | FPS | SGBM median ms (CPU) | network / SGBM |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['size']} | {r['device']} | {r['precision']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} | "
-                     f"{r['fps']:.0f} | {r['sgbm_median_ms']:.1f} | {r['ratio_to_sgbm']:.2f} |")
+        lines.append(f"| {r['size']} | {r['device']} | {r['network']} | {r['precision']} | {r['median_ms']:.2f} | "
+                     f"{r['p95_ms']:.2f} | {r['fps']:.0f} | {r['sgbm_median_ms']:.1f} | {r['ratio_to_sgbm']:.2f} |")
     for r in rows:
         if "compile_seconds" in r:
-            lines.append(f"\n{r['size']} {r['precision']}: first call (compiling or capturing) {r['compile_seconds']:.1f} s; "
+            lines.append(f"\n{r['size']} {r['network']} {r['precision']}: first call (compiling or capturing) {r['compile_seconds']:.1f} s; "
                          f"largest difference to eager {r['max_abs_difference_to_eager_px']:.2g} px")
     for size, acc in accuracy.items():
         lines.append(f"\n{size}, {acc['samples']} held-out samples: EPE fp32 {acc['epe_fp32']:.4f} px, bf16 "
