@@ -621,8 +621,8 @@ def markdown(report: dict[str, Any]) -> str:
                   "", f"Last-frame depth, reconstruction error and point cloud (`cloud_last_frame.ply`) of the "
                   f"{report.get('figures_source', 'network')}."]
     if not report["ground_truth"]:
-        lines += ["", "The bag has no ground-truth depth: accuracy columns are empty; photometric error, SGBM "
-                  "agreement, density and time remain."]
+        lines += ["", "The frames scored here carry no ground-truth depth: accuracy columns are empty; photometric "
+                  "error, SGBM agreement, density (% of all pixels) and time remain."]
     lines += ["", "Accuracy on the ground-truth pixels only (a sparse ground truth's points), pixel-weighted over "
               "a part's frames with ground truth; holes and invalid pixels count as errors (in 'EPE px' a hole "
               "reads as d = 0; 'EPE px (given)' is over the pixels the arm gives). density: % of ground-truth "
