@@ -53,7 +53,7 @@ from .network.compiled import CompiledStereoNet
 from .network.estimator import predict_left_right, prepare_for_inference
 from .network.model import StereoNetwork
 from .network.weights import WeightsError, load_model, save_weights
-from .proxy import ProxyLabels, sgbm_proxy
+from .proxy import ProxyLabels, labels_from_disparity, sgbm_proxy
 from .self_supervision import self_supervised_loss
 from .sgbm import SgbmBackend
 from .warping import warp_left_to_right, warp_right_to_left
@@ -254,6 +254,23 @@ class StepResult:
     seconds: float = 0.0
 
 
+def proxy_settings(c: AdaptationConfig) -> tuple[int, int, int, int]:
+    """The SGBM settings of the proxy labels: uniqueness, left-right check, speckle window and range."""
+    return (c.proxy_uniqueness_ratio, c.proxy_lr_max_difference, c.proxy_speckle_window, c.proxy_speckle_range)
+
+
+def proxy_matcher(config: AdaptationConfig, max_disparity: float) -> SgbmBackend:
+    """The SGBM of the proxy labels (and of the node's fused output, so one run serves both).
+
+    Args:
+        config: its ``proxy_*`` settings.
+        max_disparity: the search range in pixels (the network's ``max_disparity``).
+    """
+    uniqueness, lr_max, window, span = proxy_settings(config)
+    return SgbmBackend(max_disparity=float(max_disparity), uniqueness_ratio=uniqueness, disp12_max_diff=lr_max,
+                       speckle_window_size=window, speckle_range=span)
+
+
 @torch.no_grad()
 def pull_towards(params: Sequence[torch.Tensor], initial: Sequence[torch.Tensor], fraction: float) -> None:
     """The anchor (decoupled L2-SP): move every parameter ``fraction`` of the way back to its
@@ -326,7 +343,7 @@ class OnlineAdapter:
         """Apply new settings live (learning rate, weights, mode...); optimiser state is kept when
         the optimiser kind is unchanged."""
         rebuild = config.optimizer != self.config.optimizer
-        if self._proxy_settings(config) != self._proxy_settings(self.config):
+        if proxy_settings(config) != proxy_settings(self.config):
             self._proxy_matcher = None
         self.config = config
         if rebuild:
@@ -337,19 +354,22 @@ class OnlineAdapter:
         self._snapshots = deque(self._snapshots, maxlen=config.snapshot_ring)
 
     # ------------------------------------------------------------------ loss
-    @staticmethod
-    def _proxy_settings(c: AdaptationConfig) -> tuple[int, int, int, int]:
-        return (c.proxy_uniqueness_ratio, c.proxy_lr_max_difference, c.proxy_speckle_window, c.proxy_speckle_range)
-
-    def proxy_labels(self, left: torch.Tensor, right: torch.Tensor) -> ProxyLabels:
+    def proxy_labels(self, left: torch.Tensor, right: torch.Tensor,
+                     matcher_disparity: np.ndarray | None = None) -> ProxyLabels:
         """SGBM's labels of a pair ``(B, 3, H, W)`` with this adapter's settings; the search range is
-        the network's ``max_disparity`` (pixels at the size it is given)."""
-        if self._proxy_matcher is None:
-            uniqueness, lr_max, window, span = self._proxy_settings(self.config)
-            self._proxy_matcher = SgbmBackend(max_disparity=float(self.model.config.max_disparity),
-                                              uniqueness_ratio=uniqueness, disp12_max_diff=lr_max,
-                                              speckle_window_size=window, speckle_range=span)
-        labels = sgbm_proxy(left, right, self._proxy_matcher, fill=self.config.proxy_fill_weight > 0)
+        the network's ``max_disparity`` (pixels at the size it is given).
+
+        ``matcher_disparity``: ``(B, H, W)`` SGBM's disparity of this pair already computed with the
+        same settings (:func:`proxy_matcher`; the node's fused output runs SGBM once per frame and
+        hands its result over), NaN in its holes; None computes it here.
+        """
+        fill = self.config.proxy_fill_weight > 0
+        if matcher_disparity is not None:
+            labels = labels_from_disparity(matcher_disparity, left.device, fill)
+        else:
+            if self._proxy_matcher is None:
+                self._proxy_matcher = proxy_matcher(self.config, self.model.config.max_disparity)
+            labels = sgbm_proxy(left, right, self._proxy_matcher, fill=fill)
         if self.config.proxy_reference and self.config.proxy_gate == "photometric":
             if self._reference_model is None:  # the weights adaptation started from, frozen
                 self._reference_model = copy.deepcopy(self.model).eval()
@@ -360,9 +380,10 @@ class OnlineAdapter:
                 labels.reference = self._reference_model(left, right).disparity.float()
         return labels
 
-    def compute_loss(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], float]:
+    def compute_loss(self, left: torch.Tensor, right: torch.Tensor, matcher_disparity: np.ndarray | None = None
+                     ) -> tuple[torch.Tensor, dict[str, float], float]:
         """See :meth:`_loss`; also records the prediction's statistics for the drift guards."""
-        loss, terms, valid_fraction, disp = self._loss(left, right)
+        loss, terms, valid_fraction, disp = self._loss(left, right, matcher_disparity=matcher_disparity)
         with torch.no_grad():
             width = disp.shape[-1]
             u = torch.arange(width, device=disp.device, dtype=disp.dtype).view(1, 1, 1, width)
@@ -371,13 +392,15 @@ class OnlineAdapter:
         return loss, terms, valid_fraction
 
     def _loss(
-        self, left: torch.Tensor, right: torch.Tensor, precomputed: ProxyLabels | None = None
+        self, left: torch.Tensor, right: torch.Tensor, precomputed: ProxyLabels | None = None,
+        matcher_disparity: np.ndarray | None = None,
     ) -> tuple[torch.Tensor, dict[str, float], float, torch.Tensor]:
         """The self-supervised loss on one pair (graph kept for backward).
 
         Args:
             left, right: ``(B, 3, H, W)`` rectified images in ``[0, 1]``.
             precomputed: the pair's proxy labels when known (a replayed frame), else computed here.
+            matcher_disparity: SGBM's disparity of the pair when already computed (see :meth:`proxy_labels`).
 
         Returns:
             ``(loss, terms, valid_fraction, disparity)``.
@@ -390,7 +413,7 @@ class OnlineAdapter:
             disp, disp_right = output.disparity, None
         labels = None
         if c.proxy != "none":
-            labels = self.proxy_labels(left, right) if precomputed is None else precomputed
+            labels = self.proxy_labels(left, right, matcher_disparity) if precomputed is None else precomputed
             if precomputed is None:
                 self._last_labels = labels  # kept with the frame if it enters the replay memory
         loss, terms, valid_fraction = self_supervised_loss(disp, left, right, c, labels)
@@ -454,11 +477,13 @@ class OnlineAdapter:
     def _median(self) -> float:
         return float(np.median(self._losses)) if self._losses else math.nan
 
-    def step(self, left: torch.Tensor, right: torch.Tensor) -> StepResult:
+    def step(self, left: torch.Tensor, right: torch.Tensor, matcher_disparity: np.ndarray | None = None) -> StepResult:
         """One adaptation step on a pair (or a no-op when not due / disabled).
 
         Args:
             left, right: ``(B, 3, H, W)`` rectified images in ``[0, 1]`` on the model's device.
+            matcher_disparity: ``(B, H, W)`` SGBM's disparity of the pair at this size, computed
+                with :func:`proxy_matcher`'s settings (NaN holes), when the caller already has it.
 
         Returns:
             :class:`StepResult`.
@@ -489,7 +514,7 @@ class OnlineAdapter:
             p.requires_grad_(id(p) in trainable)
         try:
             self._last_labels = None
-            loss, terms, valid_fraction = self.compute_loss(left, right)
+            loss, terms, valid_fraction = self.compute_loss(left, right, matcher_disparity)
             replayed = self._replay_loss()
             result = self._guarded_update(loss, terms, valid_fraction, params, block, replayed)
             if result.status == "adapted":
@@ -779,7 +804,7 @@ class AdaptationWorker:
         self._in_use = [0, 0]
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._pending: tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None] | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None, np.ndarray | None] | None = None
         self._pending_config: AdaptationConfig | None = None
         self._step_lock = threading.Lock()
         self._stop = False
@@ -792,8 +817,12 @@ class AdaptationWorker:
         self._thread.start()
 
     # ------------------------------------------------------------------ inference side
-    def submit(self, left: torch.Tensor, right: torch.Tensor) -> None:
+    def submit(self, left: torch.Tensor, right: torch.Tensor, matcher_disparity: np.ndarray | None = None) -> None:
         """Offer the newest pair ``(1, 3, H, W)`` each; replaces a pair not yet started.
+
+        ``matcher_disparity``: ``(1, H, W)`` SGBM's disparity of the pair when the caller already
+        computed it with :func:`proxy_matcher`'s settings (the node's fused output), so that SGBM
+        runs once per frame; None: the worker computes the labels itself.
 
         On CUDA the pair may still be being written by work queued on the caller's stream: the
         worker's stream waits for that work (an event), and the tensors' memory is not reused
@@ -808,7 +837,7 @@ class AdaptationWorker:
         with self._cond:
             if self._pending is not None:
                 self.dropped += 1
-            self._pending = (left.detach(), right.detach(), ready)
+            self._pending = (left.detach(), right.detach(), ready, matcher_disparity)
             self._cond.notify()
 
     def acquire(self) -> tuple[int, StereoNetwork | CompiledStereoNet]:
@@ -892,7 +921,7 @@ class AdaptationWorker:
                     self._cond.wait()
                 if self._stop:
                     return
-                left, right, ready = self._pending
+                left, right, ready, matcher_disparity = self._pending
                 self._pending = None
                 config, self._pending_config = self._pending_config, None
                 self._busy = True
@@ -904,9 +933,9 @@ class AdaptationWorker:
                         with torch.cuda.stream(self._stream):
                             if ready is not None:
                                 self._stream.wait_event(ready)
-                            result = self.adapter.step(left, right)
+                            result = self.adapter.step(left, right, matcher_disparity)
                     else:
-                        result = self.adapter.step(left, right)
+                        result = self.adapter.step(left, right, matcher_disparity)
                     if result.status in ("adapted", "rolled_back"):
                         self._publish()
                 if self.on_result is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .checks import check_positive, check_same_batch_and_size, check_tensor
+from .fusion import Fusion
 from .geometry import disparity_to_depth
 from .losses import left_right_consistency, photometric_error
 from .warping import sample_columns
@@ -43,14 +44,16 @@ class ValidityConfig:
     """Thresholds of the validity tests; ``None`` disables a test.
 
     Attributes:
-        lr_max_difference: left-right check threshold in pixels.
+        lr_max_difference: left-right check threshold in pixels. 3 px: on the real development
+            scenes a 1 px check threw away more right pixels than wrong ones (15.2 % of the
+            ground-truth pixels right, 9.0 % wrong, median over scenes); at 3 px 4.4 % and 5.4 %.
         photometric_max: largest photometric error (``0.85 (1-SSIM)/2 + 0.15 L1``) accepted.
         min_depth, max_depth: accepted depth range in metres.
         use_occlusion: drop pixels that the left disparity itself says are occluded in the right view.
         min_disparity: disparities at or below this (pixels) are invalid (depth would be unbounded).
     """
 
-    lr_max_difference: float | None = 1.0
+    lr_max_difference: float | None = 3.0
     photometric_max: float | None = 0.3
     min_depth: float = 0.1
     max_depth: float = 100.0
@@ -193,6 +196,7 @@ def compute_validity(
     disparity_right: torch.Tensor | None = None,
     config: ValidityConfig = ValidityConfig(),
     doffs: float = 0.0,
+    fusion: Fusion | None = None,
 ) -> Validity:
     """Combine every available validity test into a mask and a confidence.
 
@@ -200,6 +204,15 @@ def compute_validity(
     check (if ``disparity_right`` is given), photometric error of the right->left reconstruction (if
     ``left`` and ``right`` are given). The confidence multiplies linear terms ``1 - x / threshold``
     of the left-right difference and the photometric error, zero where the mask is False.
+
+    With ``fusion`` (``disparity_left`` is then the fused disparity, :mod:`.fusion`), a pixel whose
+    value is the matcher's has passed the matcher's own checks (its left-right check, uniqueness
+    test and speckle filter): the network's occlusion, left-right and photometric tests do not
+    apply to it, only positivity, view and depth range. Agreement of the two hypotheses is the
+    strongest evidence measured on the real development scenes, so the confidence ranks the pixels
+    ``agree`` (``0.7 + 0.3 p``), then the matcher's alone (``0.6 p``), then the network's alone
+    (``0.5 x`` today's product), with ``p = 1 - error / photometric_max``: 3.7 %, 23.5 % and about
+    70 % of them off by more than 2 px there (median over scenes).
 
     Args:
         disparity_left: ``(B, 1, H, W)`` left disparity in pixels.
@@ -210,11 +223,17 @@ def compute_validity(
         config: thresholds.
         doffs: ``cx_left - cx_right`` in pixels (:attr:`StereoCamera.doffs`): depth is
             ``f B / (d - doffs)``; 0 for rigs with equal principal points.
+        fusion: the per-pixel sources of a fused ``disparity_left``
+            (:func:`~stereo_depth_ros.core.fusion.fuse_disparities`), or None for the network alone.
 
     Returns:
-        :class:`Validity`.
+        :class:`Validity`; with ``fusion`` its ``components`` also hold ``"matcher"``, the pixels
+        exempt from the network's tests.
     """
     check_tensor(disparity_left, "disparity_left", ("B", 1, "H", "W"))
+    if fusion is not None and (fusion.source.shape != disparity_left.shape or fusion.source.device != disparity_left.device):
+        raise ValueError(f"fusion.source: expected shape {tuple(disparity_left.shape)} on {disparity_left.device} like "
+                         f"disparity_left, got {tuple(fusion.source.shape)} on {fusion.source.device}")
     if (left is None) != (right is None):
         raise ValueError("compute_validity: expected both left and right images or neither, got only one")
     if not isinstance(config, ValidityConfig):
@@ -266,6 +285,7 @@ def compute_validity(
     warped = sample_columns(torch.cat(sources, dim=1), match) if sources else None
 
     confidence = torch.ones_like(d)
+    photo_term = None
     if use_lr:
         difference = (clean - warped[:, -1:]).abs()
         components["left_right"] = finite & (difference <= config.lr_max_difference)
@@ -275,9 +295,24 @@ def compute_validity(
         error = photometric_error(warped[:, :1], left_grey)
         if config.photometric_max is not None:
             components["photometric"] = error <= config.photometric_max
-            confidence = confidence * (1 - error / config.photometric_max).clamp(0, 1)
+            photo_term = (1 - error / config.photometric_max).clamp(0, 1)
+            confidence = confidence * photo_term
     mask = positive.clone()
-    for component in components.values():
-        mask &= component
+    if fusion is None:
+        for component in components.values():
+            mask &= component
+    else:
+        always = ("positive", "in_view", "depth_range")
+        network_tests = torch.ones_like(mask)
+        for name, component in components.items():
+            if name in always:
+                mask &= component
+            else:
+                network_tests &= component
+        from_matcher = fusion.from_matcher
+        mask &= from_matcher | network_tests
+        components["matcher"] = from_matcher
+        p = photo_term if photo_term is not None else torch.ones_like(confidence)
+        confidence = torch.where(fusion.agree, 0.7 + 0.3 * p, torch.where(from_matcher, 0.6 * p, 0.5 * confidence))
     confidence = torch.where(mask, confidence, torch.zeros_like(confidence))
     return Validity(mask=mask, confidence=confidence, depth=depth, photometric_error=error, components=components)

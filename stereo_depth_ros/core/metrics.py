@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -56,6 +56,7 @@ __all__ = [
     "DisparityEvaluation",
     "gt_valid_mask",
     "prediction_valid_mask",
+    "sparsification",
     "evaluate_disparity",
     "aggregate",
     "DISPARITY_BANDS",
@@ -441,4 +442,45 @@ def evaluate_by_disparity(
         if mask is not None:
             band &= mask
         out.append(evaluate_disparity(pred, gt, mask=band, **kwargs))
+    return out
+
+
+def sparsification(pred: np.ndarray, confidence: np.ndarray, gt: np.ndarray, densities: Sequence[float],
+                   threshold: float = 2.0) -> list[float]:
+    """Bad-``threshold`` (%) of the most confident predictions, at each density (the sparsification curve).
+
+    The ground-truth pixels are ranked by ``confidence`` (ties broken by position, holes last);
+    at density ``q`` the first ``round(q * N)`` of the ``N`` ground-truth pixels are kept, and the
+    share of them off by more than ``threshold`` pixels (or holes) is reported.
+
+    Args:
+        pred: ``(H, W)`` predicted disparity in pixels (NaN / ``<= 0`` = hole).
+        confidence: ``(H, W)`` any real score, higher = more trusted.
+        gt: ``(H, W)`` ground-truth disparity (non-finite / ``<= 0`` = unknown, not counted).
+        densities: fractions in ``(0, 1]`` of the ground-truth pixels to keep.
+        threshold: the bad-pixel threshold in pixels.
+
+    Returns:
+        One bad-``threshold`` percentage per density (NaN without ground truth).
+    """
+    pred = _check_map(pred, "pred")
+    confidence = _check_map(confidence, "confidence")
+    gt = _check_map(gt, "gt")
+    if pred.shape != gt.shape or confidence.shape != gt.shape:
+        raise ValueError(f"pred, confidence: expected the ground truth's shape {gt.shape}, got {pred.shape} and {confidence.shape}")
+    if any(not 0.0 < float(q) <= 1.0 for q in densities):
+        raise ValueError(f"densities: expected fractions in (0, 1], got {list(densities)}")
+    valid = gt_valid_mask(gt)
+    if not valid.any():
+        return [math.nan for _ in densities]
+    has = prediction_valid_mask(pred)[valid]
+    error = np.abs(np.where(has, pred[valid], 0.0).astype(np.float64) - gt[valid])
+    wrong = ~has | (error > threshold)
+    score = np.where(has, np.nan_to_num(confidence[valid].astype(np.float64), nan=-np.inf), -np.inf)
+    order = np.argsort(-score, kind="stable")
+    cumulative = np.cumsum(wrong[order])
+    out = []
+    for q in densities:
+        keep = max(1, int(round(float(q) * wrong.size)))
+        out.append(100.0 * float(cumulative[keep - 1]) / keep)
     return out

@@ -15,13 +15,14 @@ import torch.nn.functional as F
 
 from .camera import StereoCamera
 from .checks import check_same_batch_and_size, check_tensor
-from .masks import Validity, ValidityConfig, compute_validity
+from .fusion import Fusion, fuse_disparities
+from .masks import Validity, ValidityConfig, _channel_mean, compute_validity
 from .network.estimator import predict_left_right
 from .network.model import StereoNet
 from .pointcloud import organized_xyzrgb_tensor
 
 __all__ = ["PRECISIONS", "FrameResult", "scaled_size", "resize_images", "predict_left", "predict_disparities",
-           "process_frame", "frame_outputs", "MAP_CHANNELS"]
+           "matcher_at_size", "fuse_and_validate", "process_frame", "frame_outputs", "MAP_CHANNELS"]
 
 PRECISIONS = ("fp32", "bf16")
 """Network precisions: float32, or bfloat16 autocast (for GPUs; the disparity comes back as float32)."""
@@ -36,11 +37,17 @@ class FrameResult:
             (``disparity_right`` None in single-pass mode: no left-right check configured).
         validity: masks, confidence, depth (metres, 0 where the disparity is not positive) and the
             photometric error, see :class:`~stereo_depth_ros.core.masks.Validity`.
+        fusion: with a matcher's disparity, the published (fused) disparity and each pixel's source
+            (``disparity_left`` is then the fused one, ``network_left`` the network's); None otherwise.
+        network_left: ``(1, 1, H, W)`` the network's own left disparity (the same tensor as
+            ``disparity_left`` without fusion).
     """
 
     disparity_left: torch.Tensor
     disparity_right: torch.Tensor | None
     validity: Validity
+    fusion: Fusion | None = None
+    network_left: torch.Tensor | None = None
 
 
 def resize_images(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
@@ -130,6 +137,56 @@ def predict_disparities(
     return _upsample_disparity(disp_l, size), (_upsample_disparity(disp_r, size) if disp_r is not None else None)
 
 
+def matcher_at_size(disparity: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A matcher's disparity ``(B, 1, h, w)`` (NaN holes) at ``size`` ``(height, width)``, rescaled to
+    that image's pixels: nearest-neighbour, so holes stay holes and no value is invented."""
+    check_tensor(disparity, "disparity", ("B", 1, "h", "w"))
+    if tuple(disparity.shape[-2:]) == tuple(size):
+        return disparity
+    return F.interpolate(disparity, size=size, mode="nearest") * (size[1] / disparity.shape[-1])
+
+
+@torch.inference_mode()
+def fuse_and_validate(
+    disparity_left: torch.Tensor,
+    disparity_right: torch.Tensor | None,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    camera: StereoCamera,
+    validity_config: ValidityConfig,
+    matcher_disparity: torch.Tensor | None = None,
+    fusion_margin: float = 0.5,
+) -> tuple[torch.Tensor, Validity, Fusion | None]:
+    """The published disparity and its validity: the network's, or fused with a matcher's.
+
+    Args:
+        disparity_left, disparity_right: ``(1, 1, H, W)`` the network's disparities in pixels
+            (``disparity_right`` None in single-pass mode).
+        left, right: ``(1, 3, H, W)`` rectified images in ``[0, 1]``.
+        camera: the rig at the images' resolution.
+        validity_config: thresholds.
+        matcher_disparity: ``(1, 1, h, w)`` a matcher's (SGBM's) checked disparity in pixels of its
+            own size, NaN in its holes (resized here when ``h, w`` differ), or None: no fusion.
+        fusion_margin: see :func:`~stereo_depth_ros.core.fusion.fuse_disparities`.
+
+    Returns:
+        ``(disparity, validity, fusion)``: the published ``(1, 1, H, W)`` disparity, its
+        :class:`~stereo_depth_ros.core.masks.Validity`, and the :class:`~stereo_depth_ros.core.fusion.Fusion`
+        (None without a matcher).
+    """
+    fusion = None
+    disparity = disparity_left
+    if matcher_disparity is not None:
+        matcher = matcher_at_size(matcher_disparity.to(disparity_left.device, torch.float32),
+                                  tuple(disparity_left.shape[-2:]))
+        fusion = fuse_disparities(disparity_left, matcher, _channel_mean(left).float(), _channel_mean(right).float(),
+                                  fusion_margin)
+        disparity = fusion.disparity
+    validity = compute_validity(disparity, camera.fx, camera.baseline, left, right, disparity_right, validity_config,
+                                camera.doffs, fusion)
+    return disparity, validity, fusion
+
+
 @torch.inference_mode()
 def process_frame(
     model: StereoNet,
@@ -139,8 +196,10 @@ def process_frame(
     validity_config: ValidityConfig,
     inference_size: tuple[int, int] | None = None,
     precision: str = "fp32",
+    matcher_disparity: torch.Tensor | None = None,
+    fusion_margin: float = 0.5,
 ) -> FrameResult:
-    """Predict both disparities (:func:`predict_disparities`), validate, convert to depth.
+    """Predict both disparities (:func:`predict_disparities`), fuse, validate, convert to depth.
 
     Single-pass mode: with ``validity_config.lr_max_difference`` None (no left-right check) the
     right disparity is not predicted at all.
@@ -153,6 +212,8 @@ def process_frame(
         inference_size: ``(height, width)`` to run the network at (disparity is rescaled back), or
             None for the input size.
         precision: the network's, see :func:`predict_disparities`.
+        matcher_disparity, fusion_margin: a matcher's disparity to fuse with, see
+            :func:`fuse_and_validate` (None: the network alone).
 
     Returns:
         :class:`FrameResult` at the input resolution.
@@ -163,11 +224,12 @@ def process_frame(
         raise ValueError(f"camera: expected a {width}x{height} rig like the images, got {camera.width}x{camera.height}")
     right_view = validity_config.lr_max_difference is not None
     disp_l, disp_r = predict_disparities(model, left, right, inference_size, precision, right_view)
-    validity = compute_validity(disp_l, camera.fx, camera.baseline, left, right, disp_r, validity_config, camera.doffs)
-    return FrameResult(disp_l, disp_r, validity)
+    disparity, validity, fusion = fuse_and_validate(disp_l, disp_r, left, right, camera, validity_config,
+                                                    matcher_disparity, fusion_margin)
+    return FrameResult(disparity, disp_r, validity, fusion, disp_l)
 
 
-MAP_CHANNELS = ("disparity", "disparity_right", "mask", "depth", "confidence", "photometric_error")
+MAP_CHANNELS = ("disparity", "disparity_right", "mask", "depth", "confidence", "photometric_error", "source")
 """Channels of :func:`frame_outputs`' ``maps``, in order."""
 
 
@@ -182,6 +244,8 @@ def frame_outputs(
     precision: str = "fp32",
     cloud: bool = True,
     rgb: torch.Tensor | None = None,
+    matcher_disparity: torch.Tensor | None = None,
+    fusion_margin: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Everything the node publishes for a frame, as two tensors on the images' device.
 
@@ -195,20 +259,24 @@ def frame_outputs(
             :func:`process_frame`; ``left``/``right`` ``(1, 3, H, W)`` in ``[0, 1]``.
         cloud: also compute the point cloud.
         rgb: ``(H, W, 3)`` uint8 colours of the points (None: ``round(255 * left)``).
+        matcher_disparity, fusion_margin: see :func:`process_frame`.
 
     Returns:
-        ``(maps, points)``: ``maps`` ``(6, H, W)`` float32 with the channels of :data:`MAP_CHANNELS`
-        (left and right disparity in pixels, the right one NaN in single-pass mode, mask as 0/1, depth in metres with NaN outside the mask, confidence,
-        photometric error); ``points`` ``(H, W, 4)`` float32 from
+        ``(maps, points)``: ``maps`` ``(7, H, W)`` float32 with the channels of :data:`MAP_CHANNELS`
+        (the published left disparity and the right one in pixels, the right one NaN in single-pass mode, mask as 0/1, depth in metres with NaN outside the mask, confidence,
+        photometric error, source code of :mod:`~stereo_depth_ros.core.fusion`, all network
+        without a matcher); ``points`` ``(H, W, 4)`` float32 from
         :func:`~stereo_depth_ros.core.pointcloud.organized_xyzrgb_tensor`, or None without ``cloud``.
     """
-    result = process_frame(model, left, right, camera, validity_config, inference_size, precision)
+    result = process_frame(model, left, right, camera, validity_config, inference_size, precision, matcher_disparity,
+                           fusion_margin)
     v = result.validity
     mask = v.mask[0, 0]
     depth = torch.where(mask, v.depth[0, 0].float(), torch.full_like(mask, float("nan"), dtype=torch.float32))
     disp_r = result.disparity_right[0, 0] if result.disparity_right is not None else torch.full_like(depth, float("nan"))
+    source = result.fusion.source[0, 0].float() if result.fusion is not None else torch.zeros_like(depth)
     maps = torch.stack([result.disparity_left[0, 0], disp_r, mask.float(), depth,
-                        v.confidence[0, 0].float(), v.photometric_error[0, 0].float()])
+                        v.confidence[0, 0].float(), v.photometric_error[0, 0].float(), source])
     points = None
     if cloud:
         if rgb is None:

@@ -34,7 +34,7 @@ import torch
 from .checks import check_tensor
 from .sgbm import SgbmBackend
 
-__all__ = ["ProxyLabels", "fill_background", "sgbm_proxy", "proxy_loss", "score_labels", "AGREEMENT_PX"]
+__all__ = ["ProxyLabels", "fill_background", "sgbm_proxy", "labels_from_disparity", "proxy_loss", "score_labels", "AGREEMENT_PX"]
 
 AGREEMENT_PX = 2.0
 """A prediction agrees with a proxy label when they differ by at most this (pixels)."""
@@ -118,9 +118,28 @@ def sgbm_proxy(left: torch.Tensor, right: torch.Tensor, matcher: SgbmBackend, fi
     check_tensor(right, "right", ("B", 3, "H", "W"))
     if left.shape != right.shape:
         raise ValueError(f"right: expected shape {tuple(left.shape)} like left, got {tuple(right.shape)}")
+    disparities = np.stack([matcher(_to_numpy_image(left[b]), _to_numpy_image(right[b])) for b in range(left.shape[0])])
+    return labels_from_disparity(disparities, left.device, fill)
+
+
+def labels_from_disparity(disparity: np.ndarray, device: torch.device | str = "cpu", fill: bool = True) -> ProxyLabels:
+    """Proxy labels from a matcher's disparities (NaN in its holes), already computed.
+
+    Args:
+        disparity: ``(B, H, W)`` (or ``(H, W)``) float disparity in pixels, NaN where the matcher has
+            no confident value.
+        device: where the labels go.
+        fill: also label the holes through :func:`fill_background`.
+
+    Returns:
+        :class:`ProxyLabels` ``(B, 1, H, W)``.
+    """
+    if not isinstance(disparity, np.ndarray) or disparity.ndim not in (2, 3):
+        got = f"shape {disparity.shape}" if isinstance(disparity, np.ndarray) else type(disparity).__name__
+        raise ValueError(f"disparity: expected a (B, H, W) or (H, W) array in pixels with NaN holes, got {got}")
+    batch = disparity[None] if disparity.ndim == 2 else disparity
     labels, valids, filleds = [], [], []
-    for b in range(left.shape[0]):
-        d = matcher(_to_numpy_image(left[b]), _to_numpy_image(right[b]))
+    for d in batch:
         valid = np.isfinite(d)
         if fill:
             d = fill_background(d)
@@ -128,7 +147,7 @@ def sgbm_proxy(left: torch.Tensor, right: torch.Tensor, matcher: SgbmBackend, fi
         labels.append(np.nan_to_num(d, nan=0.0))
         valids.append(valid)
         filleds.append(filled)
-    as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)[:, None]).to(left.device)  # noqa: E731
+    as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)[:, None]).to(device)  # noqa: E731
     return ProxyLabels(as_tensor(labels).float(), as_tensor(valids), as_tensor(filleds))
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from .checks import check_same_batch_and_size, check_tensor
+from .fusion import prefers_candidate, reconstruction_error
 from .losses import edge_aware_smoothness, image_error_function, masked_mean, photometric_error
 from .proxy import ProxyLabels, proxy_loss
 from .warping import warp_right_to_left
@@ -112,22 +113,18 @@ def gate_labels(
     check_tensor(prediction_error, "prediction_error", ("B", 1, "H", "W"))
     if not 0.0 <= margin < 1.0:
         raise ValueError(f"margin: expected a fraction in [0, 1), got {margin!r}")
-    threshold = (1.0 - margin) * prediction_error
-
-    def error_through(disparity: torch.Tensor) -> torch.Tensor:
-        recon, _ = warp_right_to_left(right, disparity.to(right.dtype), padding_mode="border")
-        return image_error(recon, left)
-
+    # The same test decides which hypothesis the node publishes (:mod:`.fusion`).
     with torch.no_grad():
         labelled = labels.valid | labels.filled
-        proxy_error = torch.where(labelled, error_through(labels.disparity), torch.full_like(prediction_error, float("inf")))
+        proxy_error = torch.where(labelled, reconstruction_error(labels.disparity, left, right, image_error),
+                                  torch.full_like(prediction_error, float("inf")))
         if labels.reference is None:
-            better = proxy_error < threshold
+            better = prefers_candidate(proxy_error, prediction_error, margin)
             return ProxyLabels(labels.disparity, labels.valid & better, labels.filled & better)
-        reference_error = error_through(labels.reference)
+        reference_error = reconstruction_error(labels.reference, left, right, image_error)
         # SGBM must clearly beat both the prediction and the reference; elsewhere the reference
         # holds wherever the prediction does not reconstruct better than it (ties included).
-        use_proxy = proxy_error < (1.0 - margin) * torch.minimum(prediction_error, reference_error)
+        use_proxy = prefers_candidate(proxy_error, torch.minimum(prediction_error, reference_error), margin)
         use_reference = ~use_proxy & (reference_error <= prediction_error)
         disparity = torch.where(use_proxy, labels.disparity, labels.reference)
         valid = use_reference | (use_proxy & labels.valid)

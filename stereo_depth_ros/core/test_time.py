@@ -5,7 +5,8 @@ tool (numpy ``(H, W, 3)`` float images in ``[0, 1]`` in, pixels out):
 
 * :class:`NetworkBackend`: the network as it is (frozen), at an optional inference scale;
 * :class:`MaskedNetworkBackend`: the same, with the node's validity masks applied (untrusted
-  pixels NaN), in its two-pass (left-right check) or single-pass mode;
+  pixels NaN), in its two-pass (left-right check) or single-pass mode, and with ``fusion`` what
+  the node publishes by default: the network fused with SGBM per pixel (:mod:`.fusion`);
 * :class:`AdaptingBackend`: adapts the network with :class:`~.adaptation.OnlineAdapter` for
   ``steps`` steps on the pair it is given, then predicts it. Per scene (``continual=False``)
   every pair starts from the same initial weights; ``continual=True`` carries one adapter (and
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .adaptation import AdaptationConfig, OnlineAdapter
+from .adaptation import AdaptationConfig, OnlineAdapter, proxy_matcher
 from .proxy import ProxyLabels
 from .network.estimator import image_to_tensor, prepare_for_inference
 from .network.model import StereoNetwork
@@ -86,13 +87,21 @@ class MaskedNetworkBackend(NetworkBackend):
         model, device, inference_scale, name, metadata: as :class:`NetworkBackend`.
         single_pass: no left-right check, so no second (mirrored) network pass, as the node with
             ``validity.left_right_check: false``.
+        fusion, fusion_margin: fuse with SGBM as the node's ``output.fusion: sgbm`` (its default)
+            does; :attr:`last_confidence` then holds the confidence of the last pair (0 = not published).
     """
 
     def __init__(self, model: StereoNetwork, device: str | torch.device = "cpu", inference_scale: float = 1.0,
-                 name: str | None = None, metadata: dict[str, Any] | None = None, single_pass: bool = False) -> None:
-        super().__init__(model, device, inference_scale, name or ("network_single_pass" if single_pass else "network_masked"),
-                         metadata)
+                 name: str | None = None, metadata: dict[str, Any] | None = None, single_pass: bool = False,
+                 fusion: bool = False, fusion_margin: float = 0.5) -> None:
+        default_name = "node_fused" if fusion else ("network_single_pass" if single_pass else "network_masked")
+        super().__init__(model, device, inference_scale, name or default_name, metadata)
         self.single_pass = bool(single_pass)
+        # The node's SGBM: adaptation's proxy settings, the network's search range (pixels at the
+        # size the network runs at), run at that size.
+        self.matcher = proxy_matcher(AdaptationConfig(), model.config.max_disparity) if fusion else None
+        self.fusion_margin = float(fusion_margin)
+        self.last_confidence: np.ndarray | None = None
         defaults = ValidityConfig()
         self.validity_config = ValidityConfig(lr_max_difference=None if single_pass else defaults.lr_max_difference,
                                               photometric_max=defaults.photometric_max, min_depth=0.0, max_depth=1e12)
@@ -103,10 +112,18 @@ class MaskedNetworkBackend(NetworkBackend):
         height, width = lt.shape[-2:]
         # Unit focal length and baseline: only image-space tests are active (see the class docstring).
         camera = StereoCamera(width, height, 1.0, 1.0, (width - 1) / 2.0, (height - 1) / 2.0, (width - 1) / 2.0, 1.0)
+        size = self.size_for(height, width)
+        matcher = None
+        if self.matcher is not None:
+            small_l, small_r = (resize_images(t, size)[0].permute(1, 2, 0).float().cpu().numpy() for t in (lt, rt))
+            matcher = torch.from_numpy(self.matcher(small_l, small_r))[None, None]
         with torch.no_grad():
-            result = process_frame(self.model, lt, rt, camera, self.validity_config, self.size_for(height, width))
+            result = process_frame(self.model, lt, rt, camera, self.validity_config, size, matcher_disparity=matcher,
+                                   fusion_margin=self.fusion_margin)
         disparity = result.disparity_left[0, 0].float().cpu().numpy()
-        return np.where(result.validity.mask[0, 0].cpu().numpy(), disparity, np.nan).astype(np.float32)
+        mask = result.validity.mask[0, 0].cpu().numpy()
+        self.last_confidence = np.where(mask, result.validity.confidence[0, 0].float().cpu().numpy(), 0.0)
+        return np.where(mask, disparity, np.nan).astype(np.float32)
 
 
 class AdaptingBackend:
@@ -202,7 +219,7 @@ class _GroundTruthAdapter(OnlineAdapter):
 
     labels: ProxyLabels | None = None
 
-    def proxy_labels(self, left: torch.Tensor, right: torch.Tensor) -> ProxyLabels:
+    def proxy_labels(self, left: torch.Tensor, right: torch.Tensor, matcher_disparity: Any = None) -> ProxyLabels:
         if self.labels is None or self.labels.disparity.shape[-2:] != left.shape[-2:]:
             raise ValueError(f"ground truth: expected labels of size {tuple(left.shape[-2:])}, got "
                              f"{None if self.labels is None else tuple(self.labels.disparity.shape[-2:])}")

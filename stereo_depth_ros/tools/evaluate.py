@@ -63,7 +63,7 @@ import cv2
 import numpy as np
 
 from ..core.metrics import (DISPARITY_BANDS, DisparityEvaluation, aggregate, band_edges, evaluate_by_disparity,
-                            evaluate_disparity, gt_valid_mask, prediction_valid_mask)
+                            evaluate_disparity, gt_valid_mask, prediction_valid_mask, sparsification)
 from ..core.datasets import EvalSample, load_folder_samples, read_disparity, read_image
 from ..core.sgbm import SGBM_MODES, SgbmBackend
 
@@ -316,9 +316,12 @@ def evaluate(
                     _run_backend(backend, name, sample)
         predictions: dict[str, np.ndarray] = {}
         sample_times: dict[str, float] = {}
+        confidences: dict[str, np.ndarray] = {}
         for backend, name in zip(backends, names):
             predictions[name], sample_times[name] = _run_backend(backend, name, sample)
             runtimes[name].append(sample_times[name])
+            if getattr(backend, "last_confidence", None) is not None:  # ranks its pixels: a sparsification curve
+                confidences[name] = backend.last_confidence
 
         base_mask = ~sample.occlusion if (exclude_occluded and sample.occlusion is not None) else None
         kwargs = dict(focal=sample.focal, baseline=sample.baseline, min_depth=min_depth, max_depth=max_depth)
@@ -361,6 +364,8 @@ def evaluate(
             "runtime_ms": sample_times,
             "metrics": {m: evals[m].to_dict(include_sums=True) for m in methods},
             **({"metrics_nocc": {n: e.to_dict() for n, e in nocc.items()}} if nocc else {}),
+            **({"sparsification": _sparsification(predictions, confidences, sample.disparity, reference)}
+               if confidences else {}),
         })
         if progress:
             parts = [f"{n} EPE {evals[n].all.epe:.2f} px, D1 {evals[n].all.d1_all:.1f}%, "
@@ -398,6 +403,8 @@ def evaluate(
         "per_scene": per_scene,
         "samples": sample_reports,
     }
+    if any("sparsification" in r for r in sample_reports):
+        report["sparsification"] = _sparsification_medians(sample_reports)
     if edges:
         total_pixels = sum(e.gt_pixels for e in per_method[names[0]])
         bands: dict[str, list[dict[str, Any]]] = {}
@@ -413,6 +420,50 @@ def evaluate(
         (out / "metrics.json").write_text(json.dumps(_finite_or_none(report), indent=2))
         (out / "metrics.md").write_text(report["table"])
     return report
+
+
+SPARSIFICATION_DENSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+"""Densities (fractions of the ground-truth pixels) of the sparsification curves, besides the reference's own."""
+
+
+def _sparsification(predictions: dict[str, np.ndarray], confidences: dict[str, np.ndarray], gt: np.ndarray,
+                    reference: str) -> dict[str, Any]:
+    """Per backend with a confidence, bad-2 (%) of its most confident pixels at each density and at
+    the reference's (SGBM's) own density, next to the reference's bad-2 on its own pixels."""
+    valid = gt_valid_mask(gt)
+    out: dict[str, Any] = {"densities": list(SPARSIFICATION_DENSITIES)}
+    if reference in predictions and valid.any():
+        ref_valid = prediction_valid_mask(predictions[reference])[valid]
+        ref_density = float(ref_valid.mean())
+        ref_error = np.abs(np.nan_to_num(predictions[reference][valid], nan=0.0) - gt[valid])
+        out["reference"] = {"name": reference, "density": 100.0 * ref_density,
+                            "bad2_kept": 100.0 * float((ref_error[ref_valid] > 2.0).mean()) if ref_valid.any() else math.nan}
+    for name, confidence in confidences.items():
+        densities = list(SPARSIFICATION_DENSITIES)
+        if "reference" in out and out["reference"]["density"] > 0:
+            densities.append(out["reference"]["density"] / 100.0)
+        curve = sparsification(predictions[name], confidence, gt, densities)
+        out[name] = {"curve": curve[:len(SPARSIFICATION_DENSITIES)],
+                     "at_reference_density": curve[-1] if len(curve) > len(SPARSIFICATION_DENSITIES) else math.nan}
+    return out
+
+
+def _sparsification_medians(sample_reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over samples of every sparsification figure (see :func:`_sparsification`)."""
+    rows = [r["sparsification"] for r in sample_reports if "sparsification" in r]
+    med = lambda values: float(np.nanmedian(values)) if len(values) else math.nan  # noqa: E731
+    out: dict[str, Any] = {"densities": rows[0]["densities"]}
+    if all("reference" in r for r in rows):
+        out["reference"] = {"name": rows[0]["reference"]["name"],
+                            "density": med([r["reference"]["density"] for r in rows]),
+                            "bad2_kept": med([r["reference"]["bad2_kept"] for r in rows])}
+    for name in [k for k in rows[0] if k not in ("densities", "reference")]:
+        curves = np.array([r[name]["curve"] for r in rows], dtype=np.float64)
+        out[name] = {"curve": [med(curves[:, k]) for k in range(curves.shape[1])],
+                     "at_reference_density": med([r[name]["at_reference_density"] for r in rows]),
+                     "wins_at_reference_density": sum(
+                         r[name]["at_reference_density"] < r["reference"]["bad2_kept"] for r in rows if "reference" in r)}
+    return out
 
 
 def _medians(sample_reports: list[dict[str, Any]], names: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -518,6 +569,24 @@ def markdown_table(report: dict[str, Any]) -> str:
                           _fmt(b["density"], 1)]
             band_lines.append("| " + " | ".join(cells) + " |")
         notes += band_lines + [""]
+    sparse = report.get("sparsification")
+    if sparse:
+        ref = sparse.get("reference")
+        dens = sparse["densities"]
+        head = "| method | " + " | ".join(f"{100 * q:.0f} %" for q in dens) + (
+            f" | at {ref['name']}'s density | {ref['name']} on its own pixels |" if ref else " |")
+        sparse_lines = ["Sparsification (bad-2 % of the most confident pixels at each density of the GT pixels, "
+                        "medians over scenes):", "", head, "|" + "---|" * (1 + len(dens) + (2 if ref else 0))]
+        for name, entry in sparse.items():
+            if name in ("densities", "reference"):
+                continue
+            cells = [name] + [_fmt(v, 1) for v in entry["curve"]]
+            if ref:
+                cells += [f"{_fmt(entry['at_reference_density'], 1)} ({entry['wins_at_reference_density']} of "
+                          f"{report.get('num_samples', 0)} scenes lower)",
+                          f"{_fmt(ref['bad2_kept'], 1)} at {_fmt(ref['density'], 1)} %"]
+            sparse_lines.append("| " + " | ".join(cells) + " |")
+        notes += sparse_lines + [""]
     return prefix + "\n".join(lines + notes)
 
 
@@ -581,9 +650,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare-weights", nargs="*", default=[], metavar="WEIGHTS",
                    help="also evaluate these weights (frozen), named network_<file stem>, in the same run")
     p.add_argument("--masks", action="store_true",
-                   help="also evaluate what the node publishes: the network with its validity masks, two-pass "
-                        "(left-right check) and single-pass (validity.left_right_check false); see the density and "
-                        "the bad-2 on the trusted pixels")
+                   help="also evaluate what the node publishes: node_fused (its default: the network fused with "
+                        "SGBM per pixel, then masked), and the network alone with its validity masks, two-pass "
+                        "(left-right check) and single-pass (validity.left_right_check false); see the density, "
+                        "the bad-2 on the trusted pixels and the sparsification curve")
     p.add_argument("--seed", type=int, default=0, help="seed of the adaptation's block sampling (mad mode)")
     p.add_argument("--max-disparity", type=float, default=None,
                    help="SGBM search range (px); default: each scene's known range, else 192 * width / 640")
@@ -668,6 +738,7 @@ def _backends(args: argparse.Namespace) -> list[Any]:
             for single_pass in (False, True):
                 backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta,
                                                      single_pass=single_pass))
+            backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta, fusion=True))
         if args.adapt_steps:
             config = replace(AdaptationConfig(), **args.adapt_overrides)
             arms = [("adapted", config, False), ("adapted_photometric", replace(config, proxy="none"), False)]
