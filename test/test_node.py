@@ -456,3 +456,30 @@ def test_no_temp_file_survives_a_restart_after_kill_9_during_a_save(tmp_path):
         assert h.node.model_source.startswith("adapted"), h.node.model_source  # the last complete save loads
     finally:
         h.close()
+
+
+def test_fused_output_reports_its_sources_on_diagnostics(harness, sample):
+    """By default the node publishes SGBM fused with the network: the shares of the published
+    pixels from each source reach /diagnostics through real topics; with fusion off they are NaN."""
+    harness.publish(*stereo_messages(sample, 50.0))
+    assert harness.spin_until(lambda: len(harness.received["depth"]) == 1)
+
+    def shares() -> dict[str, float] | None:
+        status = _status(harness, "pipeline")
+        if status is None:
+            return None
+        values = {kv.key: kv.value for kv in status.values}
+        if values.get("frames_processed") != str(harness.node.stats.processed) or "source_agree" not in values:
+            return None
+        return {k: values[k] for k in ("fusion", "source_network", "source_sgbm", "source_agree")}
+
+    assert harness.spin_until(lambda: (s := shares()) is not None and s["source_agree"] != "nan", timeout=5)
+    s = shares()
+    assert s["fusion"] == "sgbm"
+    numbers = [float(s[k]) for k in ("source_network", "source_sgbm", "source_agree")]
+    assert sum(numbers) == pytest.approx(1.0, abs=1e-4) and float(s["source_agree"]) > 0.3  # a textured synthetic scene
+    harness.node.set_parameters([Parameter("output.fusion", value="none")])
+    harness.publish(*stereo_messages(sample, 51.0))
+    assert harness.spin_until(lambda: len(harness.received["depth"]) == 2)
+    assert harness.spin_until(lambda: (s := shares()) is not None and s["source_agree"] == "nan", timeout=5)
+    assert shares()["fusion"] == "none" and harness.node.stats.processed == 2

@@ -9,7 +9,7 @@ from stereo_depth_ros.ros.params import PARAMS, NodeConfig, config_from_values, 
 def test_config_fields_follow_the_parameter_table():
     assert [f.name for f in fields(NodeConfig)] == [p.field for p in PARAMS]
     config = config_from_values(defaults())
-    assert config.validity().lr_max_difference == 1.0 and config.adaptation().mode == "full" and config.adaptation().proxy == "sgbm"
+    assert config.validity().lr_max_difference == 3.0 and config.adaptation().mode == "full" and config.adaptation().proxy == "sgbm"
 
 
 def test_descriptors_carry_ranges_choices_and_read_only():

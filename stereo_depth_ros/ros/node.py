@@ -11,6 +11,7 @@ counted, and reported on ``/diagnostics``.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import gc
 import logging
 import sys
@@ -34,14 +35,16 @@ from std_srvs.srv import SetBool, Trigger
 from stereo_msgs.msg import DisparityImage
 
 from ..core import pointcloud
-from ..core.adaptation import AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default
+from ..core.adaptation import (AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default, proxy_matcher,
+                               proxy_settings)
 from ..core.camera import StereoCamera
 from ..core.cpu_threads import ThreadCountTuner
-from ..core.masks import compute_validity
+from ..core.fusion import SOURCE_NAMES
 from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
-from ..core.pipeline import frame_outputs, predict_disparities, resize_images
+from ..core.pipeline import frame_outputs, fuse_and_validate, predict_disparities, resize_images
+from ..core.sgbm import SgbmBackend
 from .conversions import (
     ConversionError,
     camera_from_info,
@@ -93,6 +96,9 @@ class _Stats:
     latencies_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
     processing_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
     valid_ratio: float = float("nan")
+    # Share of the published pixels from each source of the fused output (:mod:`core.fusion`):
+    # network, sgbm, agree; empty while the node publishes the network alone.
+    source_shares: dict = field(default_factory=dict)
     photometric_error: float = float("nan")
     icp_rmse: float = float("nan")
     icp_fitness: float = float("nan")
@@ -104,6 +110,13 @@ class _Stats:
     # would hold a p95 over a frame count up for hundreds of frames): diagnostics judge the last
     # LATENCY_WINDOW_S seconds.
     recent_latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
+
+
+def _source_shares(source: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Share of the published (``mask``) pixels per fusion source, by name (:data:`SOURCE_NAMES`)."""
+    codes = np.rint(source[mask]).astype(np.int64)
+    total = max(codes.size, 1)
+    return {name: float(np.count_nonzero(codes == code)) / total for code, name in enumerate(SOURCE_NAMES)}
 
 
 def _stamp_ns(msg: Any) -> int:
@@ -205,6 +218,12 @@ class StereoDepthNode(Node):
         cuda = self.device.type == "cuda"
         self._staging = PinnedBuffers(self.device) if cuda else None
         self._graphs = CudaGraphRunner() if cuda and self.config.cuda_graphs else None
+        # SGBM of the fused output; its settings are adaptation's proxy settings, so that one run
+        # per frame also gives adaptation its labels. Its own thread: OpenCV releases the GIL, so
+        # on CUDA it runs on the CPU while the GPU works.
+        self._matcher: SgbmBackend | None = None
+        self._matcher_key: tuple | None = None
+        self._matcher_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stereo_depth_sgbm")
         self._adapt_lock = threading.Lock()
         self._last_adaptation: StepResult | None = None
         self._last_save = time.monotonic()
@@ -401,33 +420,53 @@ class StereoDepthNode(Node):
             left_t, right_t = (torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0) for image in (left, right))
         mark("host_to_device")
         size = inference_size(c, left_t.shape[-2], left_t.shape[-1])
+        adapting = c.adaptation_enabled and c.adaptation_mode != "none"
+        small = None
+        if adapting or c.output_fusion == "sgbm":
+            small = tuple(resize_images(t, size) for t in (left_t, right_t))
+        # SGBM of the fused output starts now on its own thread and is joined after the network.
+        matcher_future = self._start_matcher(small) if c.output_fusion == "sgbm" else None
+        matcher_np = matcher_t = None
         index, model = self.worker.acquire()
         try:
             if cuda:
-                # Network, masks and point cloud on the GPU, as one CUDA graph replay (or eagerly).
-                def frame_work(l: torch.Tensor, r: torch.Tensor, *rgb: torch.Tensor) -> Any:
-                    return frame_outputs(model, l, r, camera, c.validity(), size, c.precision, c.output_cloud,
-                                         rgb[0] if rgb else None)
+                disp_net = None
+                if matcher_future is not None:
+                    matcher_np = matcher_future.result()
+                    matcher_t = torch.from_numpy(matcher_np)[None, None].to(self.device, non_blocking=True)
 
-                tensors = (left_t, right_t) + ((rgb8_t,) if rgb8_t is not None else ())
-                key = (index, camera, c.validity(), size, c.precision, c.output_cloud)
+                # Network, fusion, masks and point cloud on the GPU, as one CUDA graph replay (or eagerly).
+                def frame_work(l: torch.Tensor, r: torch.Tensor, *extra: torch.Tensor) -> Any:
+                    rgb = extra[0] if rgb8_t is not None else None
+                    matcher = extra[-1] if matcher_t is not None else None
+                    return frame_outputs(model, l, r, camera, c.validity(), size, c.precision, c.output_cloud,
+                                         rgb, matcher, c.output_fusion_margin)
+
+                tensors = ((left_t, right_t) + ((rgb8_t,) if rgb8_t is not None else ())
+                           + ((matcher_t,) if matcher_t is not None else ()))
+                key = (index, camera, c.validity(), size, c.precision, c.output_cloud, matcher_t is not None,
+                       c.output_fusion_margin)
                 maps, points = self._graphs(frame_work, *tensors, key=key) if self._graphs is not None else frame_work(*tensors)
                 mark("inference")  # synchronises: the model is released only once the GPU is done with it
             else:
-                disp_l, disp_r = predict_disparities(model, left_t, right_t, size, c.precision,
-                                                     right_view=c.validity_left_right_check)
+                disp_net, disp_r = predict_disparities(model, left_t, right_t, size, c.precision,
+                                                       right_view=c.validity_left_right_check)
         finally:
             self.worker.release(index)
         if cuda:
             host_maps, host_points = self._staging.download((maps, points))  # two copies, one synchronisation
-            disparity, disparity_right, mask, depth, confidence, error = host_maps
+            disparity, disparity_right, mask, depth, confidence, error, source = host_maps
             mask = mask > 0.5
             mark("to_numpy")
         else:
             mark("inference")
+            if matcher_future is not None:
+                matcher_np = matcher_future.result()
+                matcher_t = torch.from_numpy(matcher_np)[None, None]
+                mark("sgbm")
             with torch.inference_mode():
-                validity = compute_validity(disp_l, camera.fx, camera.baseline, left_t, right_t, disp_r, c.validity(),
-                                            camera.doffs)
+                disp_l, validity, fusion = fuse_and_validate(disp_net, disp_r, left_t, right_t, camera, c.validity(),
+                                                             matcher_t, c.output_fusion_margin)
             mark("masks")
             mask = validity.mask[0, 0].numpy()
             disparity = disp_l[0, 0].numpy()
@@ -435,7 +474,9 @@ class StereoDepthNode(Node):
             depth = np.where(mask, validity.depth[0, 0].float().numpy(), np.float32(np.nan))
             confidence = validity.confidence[0, 0].float().numpy()
             error = validity.photometric_error[0, 0].float().numpy()
+            source = fusion.source[0, 0].numpy() if fusion is not None else None
             mark("to_numpy")
+        self.stats.source_shares = _source_shares(source, mask) if matcher_np is not None else {}
         header = frame.left.header
 
         self.pub_depth.publish(depth_image_msg(depth, header, "32FC1"))
@@ -459,10 +500,12 @@ class StereoDepthNode(Node):
             mark("cloud")
             self.pub_points.publish(cloud_msg)
             mark("publish_cloud")
-        if c.adaptation_enabled and c.adaptation_mode != "none":
+        if adapting:
             # Adapt at the size the network runs at: what it learns is what it is used for, and a
             # step (and its SGBM proxy) at a reduced inference size costs what inference saves.
-            self.worker.submit(*(resize_images(t, size) for t in (left_t, right_t)))
+            # With the fused output SGBM already ran on this frame: its result is the proxy label.
+            labels = matcher_np[None] if matcher_np is not None and c.adaptation_proxy == "sgbm" else None
+            self.worker.submit(*small, matcher_disparity=labels)
 
         now = time.monotonic()
         s = self.stats
@@ -482,6 +525,16 @@ class StereoDepthNode(Node):
             self._consistency(disparity, disparity_right, camera)
         if c.adaptation_save_period and c.adaptation_weights_path and now - self._last_save > c.adaptation_save_period:
             self._save_adapted()
+
+    def _start_matcher(self, images: tuple[torch.Tensor, torch.Tensor]) -> concurrent.futures.Future:
+        """SGBM on the pair ``(1, 3, h, w)`` (the network's input size) on the matcher thread; the
+        future gives ``(h, w)`` float32 disparity in pixels, NaN in its holes."""
+        settings = proxy_settings(self.config.adaptation())
+        if self._matcher is None or self._matcher_key != settings:
+            self._matcher = proxy_matcher(self.config.adaptation(), self.max_disparity)
+            self._matcher_key = settings
+        left, right = (t[0].permute(1, 2, 0).float().cpu().numpy() for t in images)
+        return self._matcher_pool.submit(self._matcher, left, right)
 
     def _consistency(self, d_l: np.ndarray, d_r: np.ndarray, camera: StereoCamera) -> None:
         """ICP residual between the clouds back-projected from the left and the right ``(H, W)``
@@ -606,6 +659,8 @@ class StereoDepthNode(Node):
             kv("output_rate_hz", _rate(s.output_times, now)), kv("frames_processed", s.processed),
             kv("latency_p50_ms", p50), kv("latency_p95_ms", p95), kv("processing_median_ms", proc),
             kv("valid_ratio", s.valid_ratio), kv("photometric_error_mean", s.photometric_error),
+            kv("fusion", c.output_fusion),
+            *[kv(f"source_{name}", s.source_shares.get(name, float("nan"))) for name in SOURCE_NAMES],
             kv("consistency_icp_rmse_m", s.icp_rmse), kv("consistency_icp_fitness", s.icp_fitness),
             kv("cpu_threads", self._network_threads if self.device.type == "cpu" else 0),
             kv("cpu_threads_auto", self.thread_tuner is not None)]))
@@ -659,6 +714,7 @@ class StereoDepthNode(Node):
             self._stop = True
             self._cond.notify()
         self._thread.join(timeout=10.0)
+        self._matcher_pool.shutdown(wait=True)
         self.worker.stop()
         if self.config.adaptation_weights_path and self.adapter.steps:
             ok, message = self._save_adapted()
