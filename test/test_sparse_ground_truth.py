@@ -156,14 +156,14 @@ def test_the_live_node_is_scored_on_the_same_sparse_pixels(sequence, reversed_ba
                    "--lockstep"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["frames_published"] == 6 and report["ground_truth_frames"] == [2, 4]
-    node, frozen = report["frames_detail"]["node"], report["frames_detail"]["frozen"]
+    node = report["frames_detail"]["node"]
     assert [r["frame"] for r in node if r["scored"]] == [2, 4]
     assert [node[k]["gt_pixels"] for k in (2, 4)] == [int(np.count_nonzero(raw_gt[i])) for i in (3, 1)]
-    for a, b in zip(node, frozen):  # the node without adaptation publishes what the frozen network gives
-        assert a["photometric_error"] == pytest.approx(b["photometric_error"], rel=0.02)
-        assert a["sgbm_agreement"] == pytest.approx(b["sgbm_agreement"], abs=1.0)
-        if a["scored"]:
-            assert a["bad3"] == pytest.approx(b["bad3"], abs=2.0) and a["epe_valid"] == pytest.approx(b["epe_valid"], rel=0.05)
+    for r in node:  # what the node published, scored on every frame
+        assert r["published"] and np.isfinite(r["photometric_error"]) and 0 <= r["sgbm_agreement"] <= 100
+        if r["scored"]:
+            assert r["bad3"] >= 100 - r["density"] - 1e-9  # holes count as errors
+    assert report["summary"]["node"]["last_third"]["gt_frames"] == [4]
 
 
 @pytest.mark.parametrize("problem", ["unmatched_gt", "gt_size", "bad_stamp", "missing_gt_dir"])
