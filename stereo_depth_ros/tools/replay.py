@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from ..bags import BagError, StereoTopics, raw_messages, read_stereo_bag
-from ..core.adaptation import AdaptationConfig, OnlineAdapter
+from ..core.adaptation import AdaptationConfig, OnlineAdapter, proxy_matcher
 from ..core.losses import image_error_function
 from ..core.masks import ValidityConfig
 from ..core.metrics import aggregate, evaluate_disparity
@@ -172,15 +172,36 @@ def _frames(bag: Path, topics: StereoTopics, device: str, max_frames: int | None
         yield _Frame(index, frame.stamp_ns, camera, left, right, image_to_tensor(left, device), image_to_tensor(right, device), gt_disp)
 
 
+class _Fusion:
+    """The node's fused output (``output.fusion``) offline: its SGBM (adaptation's proxy settings, the
+    network's search range, at the network's input size), run once per frame for every network arm
+    and for the adaptation's labels, as the node does."""
+
+    def __init__(self, adaptation: AdaptationConfig, max_disparity: float, margin: float | None) -> None:
+        self.margin = margin
+        self.matcher = proxy_matcher(adaptation, max_disparity) if margin is not None else None
+
+    def disparity(self, f: _Frame, size: tuple[int, int] | None) -> np.ndarray | None:
+        """``(h, w)`` SGBM disparity (NaN holes) of the frame at the network's input size, or None without fusion."""
+        if self.matcher is None:
+            return None
+        left, right = (resize_images(t, size)[0].permute(1, 2, 0).float().cpu().numpy() for t in (f.left_t, f.right_t))
+        return self.matcher(left, right)
+
+
 def _network_row(model: Any, f: _Frame, validity: ValidityConfig, network_size: NetworkSize | None,
-                 sgbm_pred: np.ndarray, image_error: ImageError) -> tuple[dict[str, Any], Any]:
-    """The network's published disparity (its validity mask applied) on a frame, scored; and the
+                 sgbm_pred: np.ndarray, image_error: ImageError, matcher: np.ndarray | None = None,
+                 fusion_margin: float = 0.5) -> tuple[dict[str, Any], Any]:
+    """What the node publishes from this network on a frame (fused with ``matcher``, SGBM's
+    disparity at the network's input size, when given; its validity mask applied), scored; and the
     pipeline's result."""
     start = time.perf_counter()
     was_training = model.training
     model.eval()
     size = network_size(*f.left_t.shape[-2:]) if network_size is not None else None
-    result = process_frame(model, f.left_t, f.right_t, f.camera, validity, size)
+    matcher_t = torch.from_numpy(matcher)[None, None].to(f.left_t.device) if matcher is not None else None
+    result = process_frame(model, f.left_t, f.right_t, f.camera, validity, size, matcher_disparity=matcher_t,
+                           fusion_margin=fusion_margin)
     model.train(was_training)
     elapsed = 1000 * (time.perf_counter() - start)
     mask = result.validity.mask[0, 0].cpu().numpy()
@@ -241,35 +262,44 @@ def _finish(output: Path, mode: str, bag: Path, per_frame: dict[str, list[dict[s
 
 def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: AdaptationConfig, validity: ValidityConfig,
                 weights: str | None = None, max_frames: int | None = None, device: str = "cpu",
-                network_size: NetworkSize | None = None, save_weights: Path | None = None) -> dict[str, Any]:
+                network_size: NetworkSize | None = None, save_weights: Path | None = None,
+                fusion_margin: float | None = None) -> dict[str, Any]:
     """Evaluate the adapted and frozen network and SGBM on the bag's frames; write the report.
 
     ``network_size(height, width)`` gives the network's input size for a frame (the node's
     ``inference_*`` parameters; None or returning None: the frame's size); adaptation runs at that
     size, as in the node. ``save_weights``: write the adapted weights there at the end
-    (safetensors, atomically, with a JSON sidecar naming the bag and the settings)."""
+    (safetensors, atomically, with a JSON sidecar naming the bag and the settings).
+    ``fusion_margin``: the network arms publish the node's fused output (``output.fusion: sgbm``
+    with that margin; its SGBM also gives the adaptation its labels); None: the network alone."""
     output.mkdir(parents=True, exist_ok=True)
     adapted_model, meta = load_model(weights, device)
     frozen_model = prepare_for_inference(copy.deepcopy(adapted_model), device)
     adapter = OnlineAdapter(adapted_model, adaptation)
     sgbm = SgbmBackend()
+    fusion = _Fusion(adaptation, adapted_model.config.max_disparity, fusion_margin)
+    margin = fusion_margin if fusion_margin is not None else 0.5
     image_error = image_error_function(adaptation.image_loss)
     per_frame: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     has_gt, last = False, None
     for f in _frames(bag, topics, device, max_frames):
         has_gt = has_gt or f.gt_disp is not None
         sgbm_row, sgbm_pred = _sgbm_row(sgbm, f, image_error)
-        row, result = _network_row(adapted_model, f, validity, network_size, sgbm_pred, image_error)
         size = network_size(*f.left_t.shape[-2:]) if network_size is not None else None
-        step = adapter.step(resize_images(f.left_t, size), resize_images(f.right_t, size))
+        matcher = fusion.disparity(f, size)
+        row, result = _network_row(adapted_model, f, validity, network_size, sgbm_pred, image_error, matcher, margin)
+        labels = matcher[None] if matcher is not None and adaptation.proxy == "sgbm" else None
+        step = adapter.step(resize_images(f.left_t, size), resize_images(f.right_t, size), labels)
         row.update({"adaptation_status": step.status, "adaptation_loss": step.loss,
                     "adaptation_ms": 1000 * step.seconds, "rollbacks": adapter.rollbacks})
         per_frame["adapted"].append(row)
         last = (f.left, f.camera, result)
-        per_frame["frozen"].append(_network_row(frozen_model, f, validity, network_size, sgbm_pred, image_error)[0])
+        per_frame["frozen"].append(_network_row(frozen_model, f, validity, network_size, sgbm_pred, image_error,
+                                                matcher, margin)[0])
         per_frame["sgbm"].append(sgbm_row)
         _progress(per_frame, f.index)
     extra = {"adaptation": adaptation.__dict__, "validity": validity.__dict__, "weights": meta.get("training_command"),
+             "fusion": "none" if fusion_margin is None else f"sgbm (margin {fusion_margin:g})",
              "photometric_error_function": adaptation.image_loss,
              "adaptation_steps": adapter.steps, "rollbacks": adapter.rollbacks}
     if save_weights is not None and per_frame["adapted"]:
@@ -480,11 +510,14 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
                weights: str | None = None, rate: float = 1.0, clock: bool = False, namespace: str = "/stereo",
                domain_id: int | None = None, lockstep: bool = False,
                network_size: NetworkSize | None = None, sgbm_max_disparity: float | None = None,
-               image_loss: str = "ssim_l1") -> dict[str, Any]:
+               image_loss: str = "ssim_l1", fusion_margin: float | None = None,
+               adaptation: AdaptationConfig | None = None) -> dict[str, Any]:
     """Replay the bag through the live node, then score its outputs next to the frozen network and SGBM
     (run at ``network_size``, as in :func:`run_offline`; SGBM searches ``sgbm_max_disparity`` pixels,
     None: its default for the width). ``image_loss`` names the photometric error of every arm
-    (:func:`~stereo_depth_ros.core.losses.image_error_function`; the node's adaptation's, as a rule)."""
+    (:func:`~stereo_depth_ros.core.losses.image_error_function`; the node's adaptation's, as a rule).
+    ``fusion_margin``: the frozen arm is fused with SGBM as the node's ``output.fusion: sgbm`` is
+    (with ``adaptation``'s proxy SGBM settings), None: the network alone."""
     from ..bags import write_raw
     from ..ros.conversions import image_to_numpy
 
@@ -500,6 +533,7 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
     frozen_model, meta = load_model(weights)
     frozen_model = prepare_for_inference(frozen_model, "cpu")
     sgbm = SgbmBackend(max_disparity=sgbm_max_disparity)
+    fusion = _Fusion(adaptation or AdaptationConfig(), frozen_model.config.max_disparity, fusion_margin)
     image_error = image_error_function(image_loss)
     per_frame: dict[str, list[dict[str, Any]]] = {"node": [], "frozen": [], "sgbm": []}
     has_gt, last = False, None
@@ -516,7 +550,9 @@ def run_replay(bag: Path, output: Path, topics: StereoTopics, params_file: Path,
                "published": msg is not None, **_adaptation_at(played, played.received_at.get(f.stamp_ns)),
                **_image_scores(pred, f, sgbm_pred, image_error), **_frame_metrics(pred, f.gt_disp, f.camera)}
         per_frame["node"].append(row)
-        frozen_row, result = _network_row(frozen_model, f, validity, network_size, sgbm_pred, image_error)
+        size = network_size(*f.left_t.shape[-2:]) if network_size is not None else None
+        frozen_row, result = _network_row(frozen_model, f, validity, network_size, sgbm_pred, image_error,
+                                          fusion.disparity(f, size), fusion_margin if fusion_margin is not None else 0.5)
         per_frame["frozen"].append(frozen_row)
         last = (f.left, f.camera, result)
         per_frame["sgbm"].append(sgbm_row)
@@ -678,14 +714,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "proxy": args.proxy}
     adaptation = replace(config.adaptation(), **{k: v for k, v in overrides.items() if v is not None})
     network_size = partial(inference_size, config)
+    fusion_margin = config.output_fusion_margin if config.output_fusion == "sgbm" else None
     try:
         if args.mode == "offline":
             report = run_offline(args.bag, args.output, topics, adaptation, validity, args.weights, args.max_frames,
-                                 args.device, network_size, args.save_weights)
+                                 args.device, network_size, args.save_weights, fusion_margin)
         else:
             report = run_replay(args.bag, args.output, topics, args.params_file, validity, args.weights, args.rate,
                                 args.clock, args.namespace, lockstep=args.lockstep, network_size=network_size,
-                                image_loss=adaptation.image_loss)
+                                image_loss=adaptation.image_loss, fusion_margin=fusion_margin, adaptation=adaptation)
     except BagError as exc:
         print(f"[replay] {exc}", file=sys.stderr)
         return 2
