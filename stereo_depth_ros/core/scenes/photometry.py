@@ -93,4 +93,3 @@ def apply_photometric(image: np.ndarray, p: PhotometricParams, rng: np.random.Ge
     np.maximum(out, np.float32(0.0), out=out)
     np.minimum(out, np.float32(1.0), out=out)
     return out.astype(np.float32, copy=False)
-

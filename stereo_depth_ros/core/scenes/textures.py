@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -25,17 +27,21 @@ if TYPE_CHECKING:
     from .sample import DomainConfig
 
 __all__ = [
+    "EXCLUDED_PHOTO_NAMES",
     "LOD_BIAS",
     "PHOTO_NAMES",
     "SMALL_TEX_SIZE",
     "TEXTURE_KINDS",
     "TEX_SIZE",
     "Texture",
+    "is_excluded_photo",
+    "load_photo_folder",
     "make_texture",
     "photo_tile",
     "sample_level",
     "sample_mipmap",
     "skimage_photos",
+    "texture_from_image",
     "weighted_choice",
 ]
 
@@ -195,19 +201,79 @@ def skimage_photos() -> tuple[np.ndarray, ...]:
     return tuple(photos)
 
 
-def photo_tile(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A periodic ``(size, size, 3)`` tile: a random crop of a photograph mirrored in x and y."""
-    photos = skimage_photos()
+def photo_tile(rng: np.random.Generator, size: int, photos: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """A periodic ``(size, size, 3)`` float32 tile: a random crop of a photograph mirrored in x and y.
+
+    ``photos``: ``(H, W, 3)`` RGB images, float32 in [0, 1] or uint8 (None: :func:`skimage_photos`).
+    """
+    if photos is None:
+        photos = skimage_photos()
     photo = photos[int(rng.integers(len(photos)))]
     half = size // 2
     scale = rng.uniform(0.5, 1.5)  # texel scale variety: resample the photo first
     height, width = photo.shape[:2]
     crop = max(4, min(int(round(half / scale)), height, width))
     y, x = int(rng.integers(height - crop + 1)), int(rng.integers(width - crop + 1))
-    patch = cv2.resize(np.ascontiguousarray(photo[y:y + crop, x:x + crop]), (half, half),
-                       interpolation=cv2.INTER_AREA if crop > half else cv2.INTER_LINEAR)
+    patch = np.ascontiguousarray(photo[y:y + crop, x:x + crop])
+    if patch.dtype == np.uint8:
+        patch = patch.astype(np.float32) * np.float32(1.0 / 255.0)
+    patch = cv2.resize(patch, (half, half), interpolation=cv2.INTER_AREA if crop > half else cv2.INTER_LINEAR)
     top = np.concatenate([patch, patch[:, ::-1]], axis=1)
     return np.ascontiguousarray(np.concatenate([top, top[::-1]], axis=0), dtype=np.float32)
+
+
+EXCLUDED_PHOTO_NAMES: tuple[str, ...] = ("art", "cones", "tsukuba", "venus", "motorcycle", "kitti_raw")
+"""Scenes kept out of every texture (the development scenes real-data figures are scored on): a
+photograph whose path has a name starting with one of these (case-insensitive) is never loaded."""
+
+_EXCLUDED_PATTERN = re.compile(r"(?<![a-z])(" + "|".join(EXCLUDED_PHOTO_NAMES) + ")")
+_PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
+_PHOTO_MAX_SIDE = 640  # folder photographs are shrunk to this longest side (uint8 in memory)
+
+
+def is_excluded_photo(path: str | Path) -> bool:
+    """True when ``path`` names one of the :data:`EXCLUDED_PHOTO_NAMES` scenes in any of its parts."""
+    return _EXCLUDED_PATTERN.search(Path(path).as_posix().lower()) is not None
+
+
+@functools.lru_cache(maxsize=4)
+def _load_photo_folder(folder: str) -> tuple[np.ndarray, ...]:
+    root = Path(folder)
+    files = sorted(f for f in root.rglob("*")
+                   if f.is_file() and f.suffix.lower() in _PHOTO_EXTENSIONS and f.stem.lower().endswith("_left")
+                   and not is_excluded_photo(f.relative_to(root)))
+    photos = []
+    for f in files:
+        image = cv2.imread(str(f), cv2.IMREAD_COLOR)  # grey files come back with three equal channels
+        if image is None:
+            raise ValueError(f"photo_dir: expected readable images, could not decode {f}")
+        scale = _PHOTO_MAX_SIDE / max(image.shape[:2])
+        if scale < 1.0:
+            image = cv2.resize(image, (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))),
+                               interpolation=cv2.INTER_AREA)
+        photos.append(np.ascontiguousarray(image[:, :, ::-1]))  # BGR -> RGB
+    if not photos:
+        raise ValueError(f"photo_dir: expected left images named '*_left.png' (or .jpg, ...) under {folder}, "
+                         "found none")
+    return tuple(photos)
+
+
+def load_photo_folder(folder: str | Path) -> tuple[np.ndarray, ...]:
+    """The left images of a folder of stereo pairs, as ``(H, W, 3)`` uint8 RGB photographs for textures.
+
+    Every file under ``folder`` (recursively) whose name ends in ``_left`` (``.png``, ``.jpg``,
+    ``.jpeg``, ``.bmp``, ``.ppm``) is loaded and shrunk to at most 640 pixels on its longest side,
+    except the :data:`EXCLUDED_PHOTO_NAMES` scenes (a file or sub-folder named after one is
+    skipped). Sorted by path, so a seed gives the same textures wherever the folder holds the same
+    files. Loaded once per process and folder. ``ValueError`` if ``folder`` is not a folder, is one
+    of the excluded scenes, or holds no such image.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise ValueError(f"photo_dir: expected a folder of stereo pairs, got {str(folder)!r} (not a folder)")
+    if is_excluded_photo(path.resolve().name):
+        raise ValueError(f"photo_dir: {str(folder)!r} is an excluded development scene {EXCLUDED_PHOTO_NAMES}")
+    return _load_photo_folder(str(path.resolve()))
 
 
 def _mip_pyramid(texture: np.ndarray) -> list[np.ndarray]:
@@ -313,14 +379,16 @@ class Texture:
 
 
 def make_texture(rng: np.random.Generator, cfg: DomainConfig, weights: tuple[tuple[str, float], ...],
-                 texel: float, shade: np.ndarray, size: int = TEX_SIZE) -> Texture:
+                 texel: float, shade: np.ndarray, size: int = TEX_SIZE,
+                 photos: tuple[np.ndarray, ...] | None = None) -> Texture:
     """A random periodic ``(size, size, 3)`` texture (plus mip levels) with texels of ``texel`` metres,
-    multiplied by the surface's constant RGB ``shade`` (lighting and albedo)."""
+    multiplied by the surface's constant RGB ``shade`` (lighting and albedo). ``photos``: the
+    photographs ``photo`` textures crop (None: scikit-image's, :func:`skimage_photos`)."""
     kind = weighted_choice(rng, weights)
     weak = rng.random() < cfg.weak_texture_prob or kind == "flat"
     contrast = rng.uniform(*(cfg.weak_contrast_range if weak else cfg.contrast_range))
     if kind == "photo":  # the photograph's own colours, contrast-scaled about its mean, lit like the rest
-        tile = photo_tile(rng, size)
+        tile = photo_tile(rng, size, photos)
         mean = tile.mean(axis=(0, 1), keepdims=True)
         tile = np.clip(mean + contrast * (tile - mean) + rng.normal(0.0, cfg.colour_jitter, 3), 0.02, 0.98)
         rgba = np.zeros((size, size, 4), np.float32)
@@ -345,3 +413,17 @@ def make_texture(rng: np.random.Generator, cfg: DomainConfig, weights: tuple[tup
     return Texture(kind, _mip_pyramid(rgba), float(texel),
                    (float(rng.uniform(0, size)), float(rng.uniform(0, size))))
 
+
+def texture_from_image(image: np.ndarray, texel: float, offset: tuple[float, float] = (0.0, 0.0),
+                       kind: str = "image") -> Texture:
+    """A :class:`Texture` from an explicit periodic ``(T, T, 3)`` RGB tile (float, [0, 1]; ``T`` a
+    power of two) whose texels measure ``texel`` metres on the surface; ``offset`` in texels."""
+    image = np.asarray(image)
+    size = image.shape[0] if image.ndim == 3 else 0
+    if image.ndim != 3 or image.shape != (size, size, 3) or size < 1 or size & (size - 1):
+        raise ValueError(f"image: expected a (T, T, 3) tile with T a power of two, got shape {image.shape}")
+    if not (math.isfinite(texel) and texel > 0.0):
+        raise ValueError(f"texel: expected a size in metres > 0, got {texel!r}")
+    rgba = np.zeros((size, size, 4), np.float32)
+    rgba[:, :, :3] = image
+    return Texture(kind, _mip_pyramid(rgba), float(texel), (float(offset[0]), float(offset[1])))
