@@ -211,10 +211,12 @@ class CostVolumeNet(StereoNetwork):
         scores = self.aggregation(volume.flatten(1, 2), volume.mean(dim=1), f_left)
         disparity = soft_argmin(scores)
         levels: dict[int, torch.Tensor] = {top: disparity}
+        pooled = [F.avg_pool2d(images, 2)]  # the images at levels 1, 2, ... (sizes are multiples of the stride)
+        while len(pooled) < top - 1:
+            pooled.append(F.avg_pool2d(pooled[-1], 2))
         for level in range(top - 1, c.output_level - 1, -1):
             f_left, f_right = features[level - 1][:batch], features[level - 1][batch:]
-            image = F.avg_pool2d(images, 2**level)
-            image_left, image_right = image[:batch], image[batch:]
+            image_left, image_right = pooled[level - 1][:batch], pooled[level - 1][batch:]
             up = F.interpolate(disparity, scale_factor=2, mode="bilinear", align_corners=False) * 2
             warped, _ = warp_right_to_left(f_right, up.to(f_right.dtype), padding_mode="zeros")
             cost = correlation(f_left, warped, -c.correlation_radius, c.correlation_radius)
