@@ -566,6 +566,8 @@ def generate_planar_sample(seed: int, width: int = 640, height: int = 480, domai
     """
     seed = check_seed(seed)
     cfg = get_domain(domain)
+    if cfg.generator != "planar":
+        raise ValueError(f"domain: expected a planar domain, got {domain!r} (generator {cfg.generator!r})")
     cam = make_camera(cfg, width, height, min_disparity, max_disparity)
     rng = np.random.default_rng([seed, _TAG_SAMPLE])
     rig = _Rig((np.eye(3),), (np.zeros(3),))
@@ -632,6 +634,9 @@ def generate_sequence(seed: int, num_frames: int, width: int = 640, height: int 
     """
     seed = check_seed(seed)
     cfg = get_domain(domain)
+    if cfg.generator != "planar":
+        raise ValueError(f"domain: expected a planar domain for sequences, got {domain!r} "
+                         f"(generator {cfg.generator!r})")
     cam = make_camera(cfg, width, height, min_disparity, max_disparity)
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise ValueError(f"num_frames: expected an integer >= 1, got {num_frames!r}")

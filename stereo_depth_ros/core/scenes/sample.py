@@ -26,7 +26,9 @@ __all__ = [
     "Camera",
     "DOMAINS",
     "DomainConfig",
+    "GENERATORS",
     "MIN_IMAGE_SIZE",
+    "OBJECT_DOMAINS",
     "SHAPE_KINDS",
     "StereoSample",
     "check_seed",
@@ -40,6 +42,9 @@ SHAPE_KINDS: tuple[str, ...] = ("rect", "ellipse", "ring", "polygon", "bar")
 
 MIN_IMAGE_SIZE = 32
 """Smallest accepted width and height, in pixels."""
+
+GENERATORS: tuple[str, ...] = ("planar", "objects")
+"""Names of the scene generators a domain can use (``DomainConfig.generator``)."""
 
 _SPLIT_STRIDE = 1_000_000_000
 _SPLITS = ("train", "val", "test")
@@ -132,10 +137,18 @@ class DomainConfig:
     """Gaussian blur sigma in pixels, drawn per view (values below 0.2 mean no blur)."""
     vignetting: tuple[float, float]
     """Relative brightness loss in the image corners, drawn per view."""
+    generator: str = "planar"
+    """Which scene generator renders the domain (names from ``GENERATORS``): "planar" (procedural planar
+    surfaces, :mod:`.planar`) or "objects" (FlyingThings-like floating meshes, :mod:`.objects`; it
+    reads the photometric, texture, lighting and disparity fields, ``num_objects``, ``ground_prob``
+    (the floor), ``wall_max_slant_deg`` (the far plane) and ``wall_disparity_fraction`` (the far
+    plane's disparity, log-uniform), not ``shape_weights`` or ``object_max_slant_deg``)."""
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("DomainConfig.name: expected a non-empty string, got ''")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"DomainConfig.generator: expected one of {GENERATORS}, got {self.generator!r}")
         _check_weights("texture_weights", self.texture_weights, TEXTURE_KINDS)
         _check_weights("background_texture_weights", self.background_texture_weights, TEXTURE_KINDS)
         _check_weights("shape_weights", self.shape_weights, SHAPE_KINDS)
@@ -266,15 +279,59 @@ DOMAINS["photo"] = dataclasses.replace(
                                 ("flat", 0.03)),
     max_disparity=192.0,
 )
-"""Registry of the synthetic domains by name."""
+"""Registry of the planar generator's domains by name (:mod:`.planar`)."""
+
+OBJECT_DOMAINS: dict[str, DomainConfig] = {"objects": dataclasses.replace(
+    DOMAINS["indoor"],
+    name="objects",
+    description="FlyingThings-like: 10-30 floating non-planar objects (ellipsoids, boxes, cylinders, cones, tori, "
+                "polyhedra, thin rods and branches, deformed meshes) before a far plane or a box room, mostly "
+                "textured by photographs, diffuse with glossy patches, disparities from 1 to 192 px with a "
+                "spread of 10:1 and more per scene; ray cast with Open3D.",
+    texture_weights=(("photo", 0.55), ("natural", 0.12), ("value_noise", 0.10), ("blobs", 0.06), ("stripes", 0.06),
+                     ("checkers", 0.05), ("gradient", 0.03), ("flat", 0.03)),
+    background_texture_weights=(("photo", 0.6), ("natural", 0.14), ("value_noise", 0.12), ("checkers", 0.04),
+                                ("stripes", 0.04), ("gradient", 0.03), ("flat", 0.03)),
+    palette=DOMAINS["indoor"].palette + DOMAINS["outdoor"].palette,
+    colour_jitter=0.05,
+    contrast_range=(0.6, 1.0),
+    weak_texture_prob=0.05,
+    pixels_per_texel=(0.5, 1.8),
+    min_disparity=1.0,
+    max_disparity=192.0,
+    focal_factor=0.9,
+    baseline=0.1,
+    num_objects=(10, 30),
+    wall_max_slant_deg=25.0,
+    wall_disparity_fraction=0.12,
+    ground_prob=0.7,
+    ambient_range=(0.3, 0.6),
+    light_colour=(1.0, 0.98, 0.94),
+    gain_range=(0.8, 1.2),
+    gain_mismatch=0.1,
+    colour_cast=0.04,
+    gamma_range=(0.85, 1.15),
+    gamma_mismatch=0.06,
+    noise_std=(0.002, 0.015),
+    shot_noise=(0.0, 0.001),
+    blur_sigma=(0.0, 0.7),
+    vignetting=(0.0, 0.2),
+    generator="objects",
+)}
+"""Registry of the objects generator's domains by name (:mod:`.objects`). Kept apart from
+:data:`DOMAINS`, whose entries share the planar generator's properties (piecewise-planar depth,
+sequences); :func:`get_domain` finds a name in either."""
 
 
 def get_domain(name: str) -> DomainConfig:
     """Return the registered ``DomainConfig`` called ``name`` (``ValueError`` listing the names if unknown)."""
-    try:
-        return DOMAINS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown synthetic domain: expected one of {sorted(DOMAINS)}, got {name!r}") from None
+    for registry in (DOMAINS, OBJECT_DOMAINS):
+        try:
+            return registry[name]
+        except (KeyError, TypeError):
+            pass
+    raise ValueError(f"unknown synthetic domain: expected one of {sorted(DOMAINS) + sorted(OBJECT_DOMAINS)}, "
+                     f"got {name!r}")
 
 
 def split_seeds(split: str, count: int) -> list[int]:
