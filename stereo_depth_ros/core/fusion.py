@@ -104,10 +104,13 @@ class Fusion:
     Attributes:
         disparity: ``(B, 1, H, W)`` fused left disparity in pixels.
         source: ``(B, 1, H, W)`` uint8, :data:`SOURCE_NETWORK`, :data:`SOURCE_MATCHER` or :data:`SOURCE_AGREE`.
+        error: ``(B, 1, H, W)`` reconstruction error of each pixel's published hypothesis (on the
+            images the fusion was given), reused by the masks instead of warping a third time.
     """
 
     disparity: torch.Tensor
     source: torch.Tensor
+    error: torch.Tensor | None = None
 
     @property
     def from_matcher(self) -> torch.Tensor:
@@ -157,8 +160,9 @@ def fuse_disparities(
     source = torch.where(use_network & ~agree, torch.full_like(network, SOURCE_NETWORK, dtype=torch.uint8),
                          torch.where(agree, torch.full_like(network, SOURCE_AGREE, dtype=torch.uint8),
                                      torch.full_like(network, SOURCE_MATCHER, dtype=torch.uint8)))
-    disparity = torch.where(source == SOURCE_NETWORK, network, matcher_clean)
-    return Fusion(disparity, source)
+    from_network = source == SOURCE_NETWORK
+    disparity = torch.where(from_network, network, matcher_clean)
+    return Fusion(disparity, source, torch.where(from_network, network_error, matcher_error))
 
 
 def source_shares(source: torch.Tensor, valid: torch.Tensor | None = None) -> dict[str, float]:

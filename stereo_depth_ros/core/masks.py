@@ -275,7 +275,10 @@ def compute_validity(
     use_lr = disparity_right is not None and config.lr_max_difference is not None
     use_images = left is not None and right is not None
     sources = []
-    if use_images:
+    # With a fusion the reconstruction error of every published pixel is known already (on the
+    # same luminance): the image is not warped again.
+    known_error = fusion.error if fusion is not None and fusion.error is not None else None
+    if use_images and known_error is None:
         # Luminance is enough to judge a match and costs a third of RGB.
         left_grey = _channel_mean(left).to(d.dtype)
         sources.append(_channel_mean(right).to(d.dtype))
@@ -292,7 +295,7 @@ def compute_validity(
         confidence = confidence * (1 - difference / config.lr_max_difference).clamp(0, 1)
     error = None
     if use_images:
-        error = photometric_error(warped[:, :1], left_grey)
+        error = known_error.to(d.dtype) if known_error is not None else photometric_error(warped[:, :1], left_grey)
         if config.photometric_max is not None:
             components["photometric"] = error <= config.photometric_max
             photo_term = (1 - error / config.photometric_max).clamp(0, 1)

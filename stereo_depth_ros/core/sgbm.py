@@ -86,6 +86,8 @@ class SgbmBackend:
         disp12_max_diff: largest left-right disagreement (pixels); negative disables the check.
         pre_filter_cap: clip of the x-derivative pre-filter.
         pad_left: pad on the left so that the left border band can be matched (module docstring).
+        max_disparity_limit: with ``max_disparity`` None, the width-proportional default is capped
+            at this (pixels), e.g. a network's own range; None: no cap.
 
     Attributes:
         name: ``"sgbm"``.
@@ -108,6 +110,7 @@ class SgbmBackend:
         disp12_max_diff: int = 1,
         pre_filter_cap: int = 63,
         pad_left: bool = True,
+        max_disparity_limit: float | None = None,
     ) -> None:
         if max_disparity is not None:
             try:
@@ -145,6 +148,10 @@ class SgbmBackend:
         self.disp12_max_diff = int(disp12_max_diff)
         self.pre_filter_cap = _check_int(pre_filter_cap, "pre_filter_cap", 1)
         self.pad_left = bool(pad_left)
+        if max_disparity_limit is not None and not (math.isfinite(float(max_disparity_limit)) and max_disparity_limit > min_disparity):
+            raise ValueError(f"max_disparity_limit: expected a finite number above min_disparity={min_disparity} or None, "
+                             f"got {max_disparity_limit!r}")
+        self.max_disparity_limit = None if max_disparity_limit is None else float(max_disparity_limit)
         self._matchers: dict[tuple[int, int], Any] = {}
 
     # ------------------------------------------------------------------ configuration
@@ -152,7 +159,10 @@ class SgbmBackend:
         """OpenCV ``numDisparities`` used for images ``width`` pixels wide (a multiple of 16), for
         ``max_disparity`` (None: the backend's own)."""
         top = max_disparity if max_disparity is not None else self.max_disparity
-        top = top if top is not None else default_max_disparity(width)
+        if top is None:
+            top = default_max_disparity(width)
+            if self.max_disparity_limit is not None:
+                top = min(top, self.max_disparity_limit)
         return max(16, int(math.ceil((top - self.min_disparity) / 16.0)) * 16)
 
     def params(self, width: int, max_disparity: float | None = None) -> dict[str, Any]:
