@@ -68,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     near = round(args.near_fraction * len(train_seeds))
     near_low = args.near_min_disparity * args.width / 640.0
     train = generate_dataset(train_seeds, args.width, args.height, args.domain, args.workers, "train data",
-                             [near_low] * near + [None] * (len(train_seeds) - near))
-    val = generate_dataset(val_seeds, args.width, args.height, args.domain, args.workers, "val data")
+                             [near_low] * near + [None] * (len(train_seeds) - near), photo_dir=args.photo_dir)
+    val = generate_dataset(val_seeds, args.width, args.height, args.domain, args.workers, "val data",
+                           photo_dir=args.photo_dir)
     data_seconds = time.time() - started
     if device.type == "cuda":
         train, val = train.to(device), val.to(device)
@@ -138,7 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data": {"generator": "stereo_depth_ros.core.synthetic", "domain": args.domain, "data_seed": args.data_seed,
                  "train_samples": args.train_samples, "val_samples": args.val_samples,
                  "near_fraction": args.near_fraction, "near_min_disparity": args.near_min_disparity,
-                 "resolution": [args.width, args.height]},
+                 "resolution": [args.width, args.height],
+                 **({"photo_dir": str(args.photo_dir), "photo_sources": "real photographs (*_left.*) under photo_dir: "
+                     "see its MANIFEST for their sources and licences"} if args.photo_dir else {}),
+                 "photographs": "scikit-image's bundled data images as textures (licences: scikit-image's data/README.txt)"},
         "steps": step,
         "batch_size": args.batch_size,
         "crop": list(args.crop),

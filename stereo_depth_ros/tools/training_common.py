@@ -61,20 +61,23 @@ class Dataset:
         return Dataset(*(t.to(device) for t in (self.left, self.right, self.disp_left, self.disp_right)))
 
 
-def _render(args: tuple[int, int, int, str, float | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    seed, width, height, domain, min_disparity = args
+def _render(args: tuple[int, int, int, str, float | None, str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    seed, width, height, domain, min_disparity, photo_dir = args
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
-    s = generate_sample(seed, width=width, height=height, domain=domain, min_disparity=min_disparity)
+    s = generate_sample(seed, width=width, height=height, domain=domain, min_disparity=min_disparity,
+                        **({"photo_dir": photo_dir} if photo_dir else {}))
     to8 = lambda im: np.clip(np.round(im * 255.0), 0, 255).astype(np.uint8).transpose(2, 0, 1)  # noqa: E731
     return to8(s.left), to8(s.right), s.disparity_left.astype(np.float16)[None], s.disparity_right.astype(np.float16)[None]
 
 
 def generate_dataset(seeds: Sequence[int], width: int, height: int, domain: str, workers: int, desc: str,
-                     min_disparities: Sequence[float | None] | None = None) -> Dataset:
+                     min_disparities: Sequence[float | None] | None = None, photo_dir: str | None = None) -> Dataset:
     """Render ``seeds`` in ``workers`` processes (spawned: safe after CUDA initialisation; 1 = in-process).
 
     ``min_disparities``: per seed, the smallest disparity in pixels at this width (None = the
     domain's); raising it moves the camera closer to the scene (more near surfaces).
+    ``photo_dir``: the objects domain also textures its surfaces with crops of the real photographs
+    (``*_left.*``) in this folder (``core/scenes/objects.py``); None: scikit-image's photographs only.
     """
     n = len(seeds)
     left = torch.empty((n, 3, height, width), dtype=torch.uint8)
@@ -84,7 +87,7 @@ def generate_dataset(seeds: Sequence[int], width: int, height: int, domain: str,
     lows = list(min_disparities) if min_disparities is not None else [None] * n
     if len(lows) != n:
         raise ValueError(f"min_disparities: expected one entry per seed ({n}), got {len(lows)}")
-    jobs = [(int(s), width, height, domain, low) for s, low in zip(seeds, lows)]
+    jobs = [(int(s), width, height, domain, low, photo_dir) for s, low in zip(seeds, lows)]
     def fill(results: Any) -> None:
         for i, (l, r, dl, dr) in enumerate(tqdm(results, total=n, desc=desc, file=sys.stderr)):
             left[i], right[i] = torch.from_numpy(l), torch.from_numpy(r)
@@ -344,7 +347,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--val-samples", type=int, default=48)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
-    p.add_argument("--domain", default="indoor")
+    p.add_argument("--domain", default="indoor",
+                   help="synthetic data: a planar domain (indoor, outdoor, ...) or objects (FlyingThings-like)")
+    p.add_argument("--photo-dir", default=None, metavar="DIR",
+                   help="--domain objects: also texture surfaces with crops of the real photographs (*_left.*) under "
+                        "DIR, e.g. ../shared/realdata/unlabeled/pairs (the development scenes are refused)")
     p.add_argument("--near-fraction", type=float, default=0.0,
                    help="share of the training samples rendered close to the scene (validation keeps the domain's "
                         "range): the network under-reads large disparities, which the domain's range makes rare")
