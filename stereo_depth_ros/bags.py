@@ -155,9 +155,13 @@ def write_frames(
         raise ValueError(f"path: {path} already exists (rosbag2 writes a new folder)")
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     period = int(round(1e9 / rate_hz))
-    partial = path.with_name(f".{path.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
+    # Written inside a hidden staging folder under its final name (rosbag2 names the storage file
+    # after the bag folder), then moved into place.
+    staging = path.with_name(f".{path.name}.partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    partial = staging / path.name
     to8 = lambda im: np.clip(np.round(im * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
     right_id = frame_id.replace("left", "right") if "left" in frame_id else f"{frame_id}_right"
     try:
@@ -187,9 +191,8 @@ def write_frames(
                     write("ground_truth_depth", topics.ground_truth_depth, IMAGE, stamp,
                           _image(frame.depth.astype(np.float32), "32FC1", stamp, frame_id))
         partial.rename(path)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
