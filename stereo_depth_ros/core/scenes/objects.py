@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from .photometry import PhotometricParams, apply_photometric, sample_photometric
+from .photometry import PhotometricParams, finish_pair, sample_photometric
 from .sample import Camera, DomainConfig, StereoSample, check_seed, get_domain, make_camera
 from .textures import (LOD_BIAS, SMALL_TEX_SIZE, TEX_SIZE, Texture, load_photo_folder, make_texture, sample_mipmap,
                        skimage_photos, weighted_choice)
@@ -754,12 +754,8 @@ def render_object_scene(scene: ObjectScene, cam: Camera, *,
         img_left += np.float32(offsets[0])
         img_right += np.float32(offsets[1])
     if photometric is not None:
-        assert noise_rng is not None
-        img_left = apply_photometric(np.maximum(img_left, 0.0), photometric[0], noise_rng)
-        img_right = apply_photometric(np.maximum(img_right, 0.0), photometric[1], noise_rng)
-    else:
-        img_left = np.clip(img_left, 0.0, 1.0)
-        img_right = np.clip(img_right, 0.0, 1.0)
+        img_left, img_right = np.maximum(img_left, 0.0), np.maximum(img_right, 0.0)
+    img_left, img_right = finish_pair(img_left, img_right, photometric, noise_rng)
     return StereoSample(
         left=img_left, right=img_right, disparity_left=disp_left, disparity_right=disp_right,
         depth_left=depth_left, occlusion_left=occ_left, occlusion_right=occ_right,

@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .sample import DomainConfig
 
-__all__ = ["PhotometricParams", "apply_photometric", "gaussian_noise", "sample_photometric"]
+__all__ = ["PhotometricParams", "apply_photometric", "finish_pair", "gaussian_noise", "sample_photometric"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,14 @@ def apply_photometric(image: np.ndarray, p: PhotometricParams, rng: np.random.Ge
     np.maximum(out, np.float32(0.0), out=out)
     np.minimum(out, np.float32(1.0), out=out)
     return out.astype(np.float32, copy=False)
+
+
+def finish_pair(left: np.ndarray, right: np.ndarray, photometric: tuple[PhotometricParams, PhotometricParams] | None,
+                rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    """Both rendered views ``(H, W, 3)`` through their camera models (:func:`apply_photometric`, one
+    ``rng`` for the noise of both, left first), or, with ``photometric`` None, clipped to ``[0, 1]``."""
+    if photometric is None:
+        return np.clip(left, 0.0, 1.0), np.clip(right, 0.0, 1.0)
+    if rng is None:
+        raise ValueError("rng: expected a numpy Generator for the sensor noise, got None")
+    return apply_photometric(left, photometric[0], rng), apply_photometric(right, photometric[1], rng)

@@ -38,7 +38,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .photometry import PhotometricParams, apply_photometric, sample_photometric
+from .photometry import PhotometricParams, finish_pair, sample_photometric
 from .sample import Camera, DomainConfig, StereoSample, check_seed, get_domain, make_camera
 from .textures import (LOD_BIAS, SMALL_TEX_SIZE, TEX_SIZE, Texture, make_texture, sample_level, sample_mipmap,
                        weighted_choice)
@@ -522,12 +522,7 @@ def _render(scene: _Scene, cam: Camera, rot: np.ndarray, origin: np.ndarray,
     img_right = _texture_view(scene, right, cam, z_right, idx_right, +1.0)
     occ_left = _occlusion(scene, left, right, cam, z_left, disp_left, idx_left, -1)
     occ_right = _occlusion(scene, right, left, cam, z_right, disp_right, idx_right, +1)
-    if photometric is not None:
-        img_left = apply_photometric(img_left, photometric[0], noise_rng)
-        img_right = apply_photometric(img_right, photometric[1], noise_rng)
-    else:
-        img_left = np.clip(img_left, 0.0, 1.0)
-        img_right = np.clip(img_right, 0.0, 1.0)
+    img_left, img_right = finish_pair(img_left, img_right, photometric, noise_rng)
     return StereoSample(
         left=img_left, right=img_right, disparity_left=disp_left, disparity_right=disp_right,
         depth_left=depth_left, occlusion_left=occ_left, occlusion_right=occ_right,
