@@ -325,12 +325,15 @@ class PlayResult:
 
 def play_into_node(bag: Path, topics: StereoTopics, params_file: Path, namespace: str = "/stereo", rate: float = 1.0,
                    clock: bool = False, domain_id: int | None = None, settle: float = 5.0, timeout: float = 120.0,
-                   lockstep: bool = False) -> PlayResult:
+                   lockstep: bool = False, lockstep_wait: float = 60.0) -> PlayResult:
     """Start the node (own process), play the bag into it, record its outputs, stop it with SIGINT.
 
     With ``lockstep`` each frame is published once the previous frame's output arrived (or after
-    ``settle`` seconds): no frame is dropped, for deterministic evaluation through the live node;
+    ``lockstep_wait`` seconds, for a frame the node skipped): no frame is dropped, for
+    deterministic evaluation through the live node, however slow a frame is (on a busy 2-core CPU
+    the demo's first frames took more than 5 s, the earlier limit, and one was superseded);
     otherwise the bag's timing x ``rate`` is kept and the node drops what it cannot keep up with.
+    ``settle``: after the last frame, how long without output ends the wait for the rest.
     """
     import os
     import signal
@@ -417,7 +420,7 @@ def play_into_node(bag: Path, topics: StereoTopics, params_file: Path, namespace
         for topic, _, timestamp, raw in messages:
             if lockstep:
                 if waiting_for is not None and topic == topics.left_info:
-                    end = time.monotonic() + settle
+                    end = time.monotonic() + lockstep_wait
                     while time.monotonic() < end:
                         with lock:
                             if waiting_for in disparities:
