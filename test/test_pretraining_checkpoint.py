@@ -1,0 +1,48 @@
+"""The pretraining checkpoint kept in training/ (not shipped): it loads through its sidecar as the
+cost-volume network, says how it was made and from what, and has learned to match."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stereo_depth_ros.core.network.costvolume import CostVolumeNet
+from stereo_depth_ros.core.network.weights import load_model
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "training" / "costvolume_objects.safetensors"
+
+
+def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
+    model, meta = load_model(CHECKPOINT)
+    assert isinstance(model, CostVolumeNet) and meta["config"]["architecture"] == "costvolume"
+    stages = meta["stages"]
+    assert len(stages) >= 1 and stages[0]["from_step"] == 0
+    assert all(a["to_step"] == b["from_step"] for a, b in zip(stages, stages[1:]))  # one unbroken chain
+    assert stages[-1]["to_step"] == meta["steps"] and all("--domain objects" in s["command"] for s in stages)
+    sidecar = json.loads(CHECKPOINT.with_suffix(".json").read_text())
+    sources = sidecar["data"]["sources"]
+    assert sidecar["data"]["domain"] == "objects" and all(s["licence"] for s in sources)
+    assert "Motorcycle" in sidecar["data"]["excluded"] and "KITTI raw" in sidecar["data"]["excluded"]
+
+
+@pytest.mark.parametrize("shift", [6, 12, 20])
+def test_the_checkpoint_finds_a_known_shift(shift):
+    """A random texture and its copy shifted by ``shift`` pixels: the disparity is that shift."""
+    import cv2
+
+    model, _ = load_model(CHECKPOINT)
+    model.eval()
+    rng = np.random.default_rng(0)
+    height, width = 96, 160
+    wide = cv2.GaussianBlur(rng.random((height, width + shift)).astype(np.float32), (3, 3), 0.8)
+    left = torch.from_numpy(wide[:, :width].copy())[None, None].repeat(1, 3, 1, 1)
+    right = torch.from_numpy(wide[:, shift:shift + width].copy())[None, None].repeat(1, 3, 1, 1)
+    with torch.no_grad():
+        disparity = model(left, right).disparity[0, 0]
+    inner = disparity[8:-8, shift + 8:-8]  # away from the borders and the unmatched left band
+    assert abs(float(inner.median()) - shift) < 1.0
+    assert float(((inner - shift).abs() < 1.0).float().mean()) > 0.7
