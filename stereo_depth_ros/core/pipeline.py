@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +25,7 @@ from .network.model import StereoNet
 from .pointcloud import organized_xyzrgb_tensor
 
 __all__ = ["PRECISIONS", "FrameResult", "scaled_size", "resize_images", "predict_left", "predict_disparities",
-           "matcher_at_size", "fuse_and_validate", "process_frame", "frame_outputs", "MAP_CHANNELS"]
+           "run_matcher", "matcher_at_size", "fuse_and_validate", "process_frame", "frame_outputs", "MAP_CHANNELS"]
 
 PRECISIONS = ("fp32", "bf16")
 """Network precisions: float32, or bfloat16 autocast (for GPUs; the disparity comes back as float32)."""
@@ -38,16 +41,13 @@ class FrameResult:
         validity: masks, confidence, depth (metres, 0 where the disparity is not positive) and the
             photometric error, see :class:`~stereo_depth_ros.core.masks.Validity`.
         fusion: with a matcher's disparity, the published (fused) disparity and each pixel's source
-            (``disparity_left`` is then the fused one, ``network_left`` the network's); None otherwise.
-        network_left: ``(1, 1, H, W)`` the network's own left disparity (the same tensor as
-            ``disparity_left`` without fusion).
+            (``disparity_left`` is then the fused one); None otherwise.
     """
 
     disparity_left: torch.Tensor
     disparity_right: torch.Tensor | None
     validity: Validity
     fusion: Fusion | None = None
-    network_left: torch.Tensor | None = None
 
 
 def resize_images(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
@@ -135,6 +135,26 @@ def predict_disparities(
     if tuple(disp_l.shape[-2:]) == size:
         return disp_l, disp_r
     return _upsample_disparity(disp_l, size), (_upsample_disparity(disp_r, size) if disp_r is not None else None)
+
+
+def run_matcher(matcher: Callable[[np.ndarray, np.ndarray], np.ndarray], left: torch.Tensor, right: torch.Tensor,
+                size: tuple[int, int] | None = None) -> np.ndarray:
+    """A classical matcher (SGBM) on a pair at the network's input size: the disparity the fusion
+    and adaptation's labels share.
+
+    Args:
+        matcher: ``(left, right) -> (h, w)`` disparity in pixels, NaN holes, on ``(h, w, 3)`` float
+            images in ``[0, 1]`` (e.g. :class:`~stereo_depth_ros.core.sgbm.SgbmBackend`).
+        left, right: ``(1, 3, H, W)`` images in ``[0, 1]`` (any device).
+        size: ``(h, w)`` to resize them to first (:func:`resize_images`), None: as they are.
+
+    Returns:
+        ``(h, w)`` float32 disparity in pixels of that size, NaN in the matcher's holes.
+    """
+    check_tensor(left, "left", (1, 3, "H", "W"))
+    check_same_batch_and_size(left, "left", right, "right")
+    host = [resize_images(t, size)[0].permute(1, 2, 0).float().cpu().numpy() for t in (left, right)]
+    return matcher(host[0], host[1])
 
 
 def matcher_at_size(disparity: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -226,7 +246,7 @@ def process_frame(
     disp_l, disp_r = predict_disparities(model, left, right, inference_size, precision, right_view)
     disparity, validity, fusion = fuse_and_validate(disp_l, disp_r, left, right, camera, validity_config,
                                                     matcher_disparity, fusion_margin)
-    return FrameResult(disparity, disp_r, validity, fusion, disp_l)
+    return FrameResult(disparity, disp_r, validity, fusion)
 
 
 MAP_CHANNELS = ("disparity", "disparity_right", "mask", "depth", "confidence", "photometric_error", "source")

@@ -35,7 +35,7 @@ from .network.estimator import image_to_tensor, prepare_for_inference
 from .network.model import StereoNetwork
 from .camera import StereoCamera
 from .masks import ValidityConfig
-from .pipeline import predict_left, process_frame, resize_images, scaled_size
+from .pipeline import predict_left, process_frame, resize_images, run_matcher, scaled_size
 
 __all__ = ["NetworkBackend", "MaskedNetworkBackend", "AdaptingBackend", "GroundTruthAdaptingBackend"]
 
@@ -115,8 +115,7 @@ class MaskedNetworkBackend(NetworkBackend):
         size = self.size_for(height, width)
         matcher = None
         if self.matcher is not None:
-            small_l, small_r = (resize_images(t, size)[0].permute(1, 2, 0).float().cpu().numpy() for t in (lt, rt))
-            matcher = torch.from_numpy(self.matcher(small_l, small_r))[None, None]
+            matcher = torch.from_numpy(run_matcher(self.matcher, lt, rt, size))[None, None]
         with torch.no_grad():
             result = process_frame(self.model, lt, rt, camera, self.validity_config, size, matcher_disparity=matcher,
                                    fusion_margin=self.fusion_margin)

@@ -60,7 +60,7 @@ from ..core.masks import ValidityConfig
 from ..core.metrics import aggregate, evaluate_disparity
 from ..core.network.estimator import image_to_tensor, prepare_for_inference
 from ..core.network.weights import load_model
-from ..core.pipeline import process_frame, resize_images
+from ..core.pipeline import process_frame, resize_images, run_matcher
 from ..core.proxy import AGREEMENT_PX
 from ..core.sgbm import SgbmBackend
 from ..core.warping import warp_right_to_left
@@ -185,8 +185,7 @@ class _Fusion:
         """``(h, w)`` SGBM disparity (NaN holes) of the frame at the network's input size, or None without fusion."""
         if self.matcher is None:
             return None
-        left, right = (resize_images(t, size)[0].permute(1, 2, 0).float().cpu().numpy() for t in (f.left_t, f.right_t))
-        return self.matcher(left, right)
+        return run_matcher(self.matcher, f.left_t, f.right_t, size)
 
 
 def _network_row(model: Any, f: _Frame, validity: ValidityConfig, network_size: NetworkSize | None,
