@@ -11,7 +11,6 @@ counted, and reported on ``/diagnostics``.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import gc
 import logging
 import sys
@@ -43,7 +42,7 @@ from ..core.fusion import SOURCE_NAMES
 from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
-from ..core.pipeline import frame_outputs, fuse_and_validate, predict_disparities, resize_images
+from ..core.pipeline import frame_outputs, fuse_and_validate, predict_disparities, resize_images, run_matcher
 from ..core.sgbm import SgbmBackend
 from .conversions import (
     ConversionError,
@@ -219,11 +218,9 @@ class StereoDepthNode(Node):
         self._staging = PinnedBuffers(self.device) if cuda else None
         self._graphs = CudaGraphRunner() if cuda and self.config.cuda_graphs else None
         # SGBM of the fused output; its settings are adaptation's proxy settings, so that one run
-        # per frame also gives adaptation its labels. Its own thread: OpenCV releases the GIL, so
-        # on CUDA it runs on the CPU while the GPU works.
+        # per frame also gives adaptation its labels.
         self._matcher: SgbmBackend | None = None
         self._matcher_key: tuple | None = None
-        self._matcher_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stereo_depth_sgbm")
         self._adapt_lock = threading.Lock()
         self._last_adaptation: StepResult | None = None
         self._last_save = time.monotonic()
@@ -424,18 +421,19 @@ class StereoDepthNode(Node):
         small = None
         if adapting or c.output_fusion == "sgbm":
             small = tuple(resize_images(t, size) for t in (left_t, right_t))
-        # SGBM of the fused output: on CUDA it starts now on its own thread and runs on the CPU
-        # while the GPU works; on a CPU it runs after the network, because running both at once
-        # oversubscribes the cores (320x240, 2 cores: 6.2 frames/s concurrent against 8.2 in turn).
-        matcher_future = self._start_matcher(small) if c.output_fusion == "sgbm" and cuda else None
+        # SGBM of the fused output, in this thread. On a CPU it runs after the network: beside it,
+        # on a thread of its own, both oversubscribed the cores (320x240, 2 cores: 6.2 frames/s
+        # against 8.2 in turn). On CUDA it runs before the frame's graph, which takes its result
+        # as an input (overlapping it with the network would need the graph split in two).
         matcher_np = matcher_t = None
+        if cuda and c.output_fusion == "sgbm":
+            matcher_np = self._run_matcher(small)
+            matcher_t = torch.from_numpy(matcher_np)[None, None].to(self.device, non_blocking=True)
+            mark("sgbm")
         index, model = self.worker.acquire()
         try:
             if cuda:
                 disp_net = None
-                if matcher_future is not None:
-                    matcher_np = matcher_future.result()
-                    matcher_t = torch.from_numpy(matcher_np)[None, None].to(self.device, non_blocking=True)
 
                 # Network, fusion, masks and point cloud on the GPU, as one CUDA graph replay (or eagerly).
                 def frame_work(l: torch.Tensor, r: torch.Tensor, *extra: torch.Tensor) -> Any:
@@ -528,26 +526,15 @@ class StereoDepthNode(Node):
         if c.adaptation_save_period and c.adaptation_weights_path and now - self._last_save > c.adaptation_save_period:
             self._save_adapted()
 
-    def _matcher_inputs(self, images: tuple[torch.Tensor, torch.Tensor]) -> tuple[SgbmBackend, np.ndarray, np.ndarray]:
-        """The SGBM of the fused output (adaptation's proxy settings) and the pair ``(1, 3, h, w)``
-        as ``(h, w, 3)`` host images."""
+    def _run_matcher(self, images: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+        """SGBM of the fused output (adaptation's proxy settings, rebuilt when they change) on the
+        pair ``(1, 3, h, w)`` at the network's input size: ``(h, w)`` float32 disparity in pixels,
+        NaN in its holes."""
         settings = proxy_settings(self.config.adaptation())
         if self._matcher is None or self._matcher_key != settings:
             self._matcher = proxy_matcher(self.config.adaptation(), self.max_disparity)
             self._matcher_key = settings
-        left, right = (t[0].permute(1, 2, 0).float().cpu().numpy() for t in images)
-        return self._matcher, left, right
-
-    def _run_matcher(self, images: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
-        """SGBM on the pair ``(1, 3, h, w)`` (the network's input size), in this thread: ``(h, w)``
-        float32 disparity in pixels, NaN in its holes."""
-        matcher, left, right = self._matcher_inputs(images)
-        return matcher(left, right)
-
-    def _start_matcher(self, images: tuple[torch.Tensor, torch.Tensor]) -> concurrent.futures.Future:
-        """:meth:`_run_matcher` on the matcher thread; the future gives the disparity."""
-        matcher, left, right = self._matcher_inputs(images)
-        return self._matcher_pool.submit(matcher, left, right)
+        return run_matcher(self._matcher, *images)
 
     def _consistency(self, d_l: np.ndarray, d_r: np.ndarray, camera: StereoCamera) -> None:
         """ICP residual between the clouds back-projected from the left and the right ``(H, W)``
@@ -727,7 +714,6 @@ class StereoDepthNode(Node):
             self._stop = True
             self._cond.notify()
         self._thread.join(timeout=10.0)
-        self._matcher_pool.shutdown(wait=True)
         self.worker.stop()
         if self.config.adaptation_weights_path and self.adapter.steps:
             ok, message = self._save_adapted()
