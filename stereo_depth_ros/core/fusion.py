@@ -28,6 +28,7 @@ import torch
 
 from .checks import check_same_batch_and_size, check_tensor
 from .losses import photometric_error
+from .proxy import AGREEMENT_PX  # two disparities agree within this (pixels), as for the proxy labels
 from .warping import sample_columns
 
 __all__ = ["SOURCE_NETWORK", "SOURCE_MATCHER", "SOURCE_AGREE", "SOURCE_NAMES", "AGREEMENT_PX", "Fusion",
@@ -41,10 +42,6 @@ SOURCE_AGREE = 2
 """A pixel where both hypotheses agree within :data:`AGREEMENT_PX` (the matcher's value is published)."""
 SOURCE_NAMES = ("network", "sgbm", "agree")
 """Names of the sources, indexed by their code (as reported on ``/diagnostics``)."""
-
-AGREEMENT_PX = 2.0
-"""Two disparities agree when they differ by at most this (pixels)."""
-
 
 def reconstruction_error(
     disparity: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
