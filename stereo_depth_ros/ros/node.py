@@ -38,7 +38,7 @@ from ..core.adaptation import (AdaptationWorker, OnlineAdapter, StepResult, load
                                proxy_settings)
 from ..core.camera import StereoCamera
 from ..core.cpu_threads import ThreadCountTuner
-from ..core.fusion import SOURCE_NAMES
+from ..core.fusion import SOURCE_NAMES, source_shares
 from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
@@ -109,13 +109,6 @@ class _Stats:
     # would hold a p95 over a frame count up for hundreds of frames): diagnostics judge the last
     # LATENCY_WINDOW_S seconds.
     recent_latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
-
-
-def _source_shares(source: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Share of the published (``mask``) pixels per fusion source, by name (:data:`SOURCE_NAMES`)."""
-    codes = np.rint(source[mask]).astype(np.int64)
-    total = max(codes.size, 1)
-    return {name: float(np.count_nonzero(codes == code)) / total for code, name in enumerate(SOURCE_NAMES)}
 
 
 def _stamp_ns(msg: Any) -> int:
@@ -476,7 +469,11 @@ class StereoDepthNode(Node):
             error = validity.photometric_error[0, 0].float().numpy()
             source = fusion.source[0, 0].numpy() if fusion is not None else None
             mark("to_numpy")
-        self.stats.source_shares = _source_shares(source, mask) if matcher_np is not None else {}
+        if matcher_np is not None:  # the share of the published pixels from each source
+            codes = torch.from_numpy(np.rint(source).astype(np.uint8))[None, None]
+            self.stats.source_shares = source_shares(codes, torch.from_numpy(np.ascontiguousarray(mask))[None, None])
+        else:
+            self.stats.source_shares = {}
         header = frame.left.header
 
         self.pub_depth.publish(depth_image_msg(depth, header, "32FC1"))
