@@ -53,6 +53,25 @@ def test_pairs_labels_and_batches(tmp_path):
     assert torch.equal(again[0], left)  # deterministic per step
 
 
+def test_pairs_named_by_suffix(tmp_path):
+    """``piano_left.png`` pairs with ``piano_right.png`` (the layout of collected pairs); a missing
+    partner is named."""
+    folder = write_pairs(tmp_path / "prefixed", calib=False)
+    suffixed = tmp_path / "suffixed"
+    suffixed.mkdir()
+    for k, name in enumerate(["piano", "bicycle"]):
+        for side in ("left", "right"):
+            (folder / f"{side}_{k:03d}.png").rename(suffixed / f"{name}_{side}.png")
+    frames = load_pair_folder(suffixed)
+    assert [f.name for f in frames] == ["suffixed/bicycle_left.png", "suffixed/piano_left.png"]
+    data = prepare_unlabeled_set(frames[:1], SgbmBackend(max_disparity=32))
+    confident = data.labels[0][0].disparity[data.labels[0][0].valid].numpy()
+    assert np.mean(np.abs(confident - 4.0) <= 1.0) > 0.99  # left and right were paired the right way round
+    (suffixed / "piano_right.png").unlink()
+    with pytest.raises(ValueError, match="piano_right.png"):
+        load_pair_folder(suffixed)
+
+
 def test_robot_workflow_bag_to_weights_to_node(tmp_path):
     """Record (here: a bag written from a folder of frames), fine-tune on it, run the node with the result."""
     bag = tmp_path / "robot_bag"

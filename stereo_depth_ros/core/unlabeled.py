@@ -7,7 +7,8 @@ Sources (what ``stereo_depth_train --unlabeled`` reads; ROS bags are read by
   package's folder layout, folders of those, and the built-in ``motorcycle``) -- their ground
   truth is never used;
 * plain folders of ``left_*.png`` / ``right_*.png`` pairs (same suffix: ``left_000.png`` with
-  ``right_000.png``), e.g. frames dumped from a robot.
+  ``right_000.png``), e.g. frames dumped from a robot, or of ``*_left.png`` / ``*_right.png`` pairs
+  (same stem: ``piano_left.png`` with ``piano_right.png``), the layout of collected pairs.
 
 Every frame's proxy labels (:mod:`.proxy`: SGBM's confident disparities with background-filled
 holes) are computed once, for the frame and for its mirror image (the flipped right view becomes
@@ -34,7 +35,13 @@ from .sgbm import SgbmBackend
 __all__ = ["UnlabeledFrame", "UnlabeledSet", "load_pair_folder", "frames_from_samples", "describe_source",
            "prepare_unlabeled_set", "make_unlabeled_batch", "is_pair_folder"]
 
-_LEFT = re.compile(r"^left_(.+)$")
+_LEFT = re.compile(r"^left_(.+)$|^(.+)_left$")
+
+
+def _right_name(left: Path) -> str:
+    """The file name of the right view that pairs with ``left`` (a name :data:`_LEFT` matches)."""
+    prefixed, suffixed = _LEFT.match(left.stem).groups()
+    return ("right_" + prefixed if prefixed is not None else suffixed + "_right") + left.suffix
 
 
 @dataclass
@@ -70,7 +77,7 @@ def is_pair_folder(path: Path) -> bool:
 
 
 def load_pair_folder(path: str | Path) -> list[UnlabeledFrame]:
-    """The ``left_*`` / ``right_*`` image pairs of a folder in name order.
+    """The ``left_*`` / ``right_*`` (or ``*_left`` / ``*_right``) image pairs of a folder in name order.
 
     Raises:
         ValueError: no pairs, a left image without its right one, unreadable images or pairs of
@@ -78,13 +85,13 @@ def load_pair_folder(path: str | Path) -> list[UnlabeledFrame]:
     """
     root = Path(path)
     if not root.is_dir():
-        raise ValueError(f"{root}: expected a folder of left_*.png / right_*.png pairs, got no such folder")
+        raise ValueError(f"{root}: expected a folder of left_*.png / right_*.png (or *_left.png / *_right.png) pairs, got no such folder")
     lefts = sorted(p for p in root.iterdir() if _LEFT.match(p.stem) and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not lefts:
-        raise ValueError(f"{root}: expected left_*.png / right_*.png image pairs, found none")
+        raise ValueError(f"{root}: expected left_*.png / right_*.png (or *_left.png / *_right.png) image pairs, found none")
     frames = []
     for left in lefts:
-        right = left.with_name("right_" + _LEFT.match(left.stem).group(1) + left.suffix)
+        right = left.with_name(_right_name(left))
         if not right.is_file():
             raise ValueError(f"{root}: expected {right.name} (the pair of {left.name}), it is missing")
         frames.append(UnlabeledFrame(_to_uint8(read_image(left)), _to_uint8(read_image(right)), f"{root.name}/{left.name}"))
