@@ -74,6 +74,19 @@ def test_near_samples_move_the_camera_closer():
         train.generate_dataset([0, 1], 160, 96, "indoor", 1, "test", [30.0])
 
 
+def test_a_domain_mix_alternates_its_domains():
+    """``objects,indoor``: even samples are the objects generator's, odd ones the planar indoor
+    domain's, each identical to a single-domain run with the same seed."""
+    mixed = train.generate_dataset([3, 4, 5], 160, 96, "objects,indoor", 1, "test")
+    for k, (seed, domain) in enumerate([(3, "objects"), (4, "indoor"), (5, "objects")]):
+        alone = train.generate_dataset([seed], 160, 96, domain, 1, "test")
+        assert torch.equal(alone.left[0], mixed.left[k]) and torch.equal(alone.disp_left[0], mixed.disp_left[k])
+    assert not torch.equal(train.generate_dataset([4], 160, 96, "objects", 1, "test").left[0], mixed.left[1])
+    for bad in ("objects,moon", "objects,"):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--domain", bad])
+
+
 def test_near_fraction_is_recorded_and_checked(tmp_path):
     out = tmp_path / "w.safetensors"
     assert train.main(COMMON + ["--steps", "1", "--near-fraction", "0.5", "--near-min-disparity", "96",

@@ -61,11 +61,23 @@ class Dataset:
         return Dataset(*(t.to(device) for t in (self.left, self.right, self.disp_left, self.disp_right)))
 
 
+def domain_list(domain: str) -> list[str]:
+    """The domains of a ``--domain`` value: one name, or several separated by commas (a mix).
+
+    Raises:
+        ValueError: an empty or unknown name (the message lists the known ones).
+    """
+    names = [name.strip() for name in domain.split(",")]
+    for name in names:
+        get_domain(name)  # raises ValueError naming the known domains
+    return names
+
+
 def _render(args: tuple[int, int, int, str, float | None, str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     seed, width, height, domain, min_disparity, photo_dir = args
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
-    s = generate_sample(seed, width=width, height=height, domain=domain, min_disparity=min_disparity,
-                        **({"photo_dir": photo_dir} if photo_dir else {}))
+    photos = {"photo_dir": photo_dir} if photo_dir and get_domain(domain).generator == "objects" else {}
+    s = generate_sample(seed, width=width, height=height, domain=domain, min_disparity=min_disparity, **photos)
     to8 = lambda im: np.clip(np.round(im * 255.0), 0, 255).astype(np.uint8).transpose(2, 0, 1)  # noqa: E731
     return to8(s.left), to8(s.right), s.disparity_left.astype(np.float16)[None], s.disparity_right.astype(np.float16)[None]
 
@@ -73,6 +85,9 @@ def _render(args: tuple[int, int, int, str, float | None, str | None]) -> tuple[
 def generate_dataset(seeds: Sequence[int], width: int, height: int, domain: str, workers: int, desc: str,
                      min_disparities: Sequence[float | None] | None = None, photo_dir: str | None = None) -> Dataset:
     """Render ``seeds`` in ``workers`` processes (spawned: safe after CUDA initialisation; 1 = in-process).
+
+    ``domain``: one domain, or several separated by commas: sample ``i`` is then of the
+    ``i % n``-th (an equal mix, the same for every run with these seeds).
 
     ``min_disparities``: per seed, the smallest disparity in pixels at this width (None = the
     domain's); raising it moves the camera closer to the scene (more near surfaces).
@@ -87,7 +102,9 @@ def generate_dataset(seeds: Sequence[int], width: int, height: int, domain: str,
     lows = list(min_disparities) if min_disparities is not None else [None] * n
     if len(lows) != n:
         raise ValueError(f"min_disparities: expected one entry per seed ({n}), got {len(lows)}")
-    jobs = [(int(s), width, height, domain, low, photo_dir) for s, low in zip(seeds, lows)]
+    domains = domain_list(domain)
+    jobs = [(int(s), width, height, domains[i % len(domains)], low, photo_dir)
+            for i, (s, low) in enumerate(zip(seeds, lows))]
     def fill(results: Any) -> None:
         for i, (l, r, dl, dr) in enumerate(tqdm(results, total=n, desc=desc, file=sys.stderr)):
             left[i], right[i] = torch.from_numpy(l), torch.from_numpy(r)
@@ -348,7 +365,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--domain", default="indoor",
-                   help="synthetic data: a planar domain (indoor, outdoor, ...) or objects (FlyingThings-like)")
+                   help="synthetic data: a planar domain (indoor, outdoor, ...) or objects (FlyingThings-like); "
+                        "several separated by commas are mixed in equal shares (e.g. objects,indoor)")
     p.add_argument("--photo-dir", default=None, metavar="DIR",
                    help="--domain objects: also texture surfaces with crops of the real photographs (*_left.*) under "
                         "DIR, e.g. ../shared/realdata/unlabeled/pairs (the development scenes are refused)")
@@ -380,7 +398,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not 0.0 <= args.near_fraction <= 1.0:
         p.error(f"--near-fraction: expected a fraction in [0, 1], got {args.near_fraction}")
     try:
-        top = get_domain(args.domain).max_disparity
+        top = min(get_domain(name).max_disparity for name in domain_list(args.domain))
     except ValueError as exc:
         p.error(f"--domain: {exc}")
     if args.near_fraction > 0 and not 0.0 < args.near_min_disparity < top:
