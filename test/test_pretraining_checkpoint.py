@@ -1,5 +1,6 @@
-"""The pretraining checkpoint kept in training/ (not shipped): it loads through its sidecar as the
-cost-volume network, says how it was made and from what, and has learned to match."""
+"""The checkpoints kept in training/ (not shipped): the pretrained and the fine-tuned cost-volume
+network. Each loads through its sidecar as the cost-volume network, says how it was made and from
+what, and has learned to match."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from stereo_depth_ros.core.network.costvolume import CostVolumeNet
 from stereo_depth_ros.core.network.weights import load_model
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "training" / "costvolume_objects.safetensors"
+FINETUNED = CHECKPOINT.with_name("costvolume_finetuned.safetensors")
 
 
 def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
@@ -29,12 +31,28 @@ def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
     assert "Motorcycle" in sidecar["data"]["excluded"] and "KITTI raw" in sidecar["data"]["excluded"]
 
 
+def test_the_fine_tuned_checkpoint_names_every_stage_and_source():
+    model, meta = load_model(FINETUNED)
+    assert isinstance(model, CostVolumeNet)
+    sidecar = json.loads(FINETUNED.with_suffix(".json").read_text())
+    stages = sidecar["all_stages"]
+    assert stages[0]["from_step"] == 0 and "--domain objects" in stages[0]["command"]  # from scratch
+    assert "--unlabeled" in stages[-1]["command"] and stages[-1]["steps"] == meta["steps"]
+    held_out = ("Art", "Cones", "Tsukuba", "Venus", "motorcycle", "kitti_raw")
+    for source in sidecar["data"]["fine_tuning"]:
+        assert not any(name in source["path"] for name in held_out), source["path"]
+        name = source["path"].rstrip("/").split("/")[-1]
+        assert any(name in key for key in sidecar["licences"]), f"no licence named for {source['path']}"
+    assert all(name in sidecar["excluded"] for name in ("Art", "Cones", "Tsukuba", "Venus", "Motorcycle", "KITTI raw"))
+
+
+@pytest.mark.parametrize("path", [CHECKPOINT, FINETUNED], ids=["pretrained", "finetuned"])
 @pytest.mark.parametrize("shift", [6, 12, 20])
-def test_the_checkpoint_finds_a_known_shift(shift):
+def test_the_checkpoint_finds_a_known_shift(path, shift):
     """A random texture and its copy shifted by ``shift`` pixels: the disparity is that shift."""
     import cv2
 
-    model, _ = load_model(CHECKPOINT)
+    model, _ = load_model(path)
     model.eval()
     rng = np.random.default_rng(0)
     height, width = 96, 160
