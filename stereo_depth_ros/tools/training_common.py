@@ -76,8 +76,8 @@ def domain_list(domain: str) -> list[str]:
 def _render(args: tuple[int, int, int, str, float | None, str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     seed, width, height, domain, min_disparity, photo_dir = args
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would oversubscribe
-    photos = {"photo_dir": photo_dir} if photo_dir and get_domain(domain).generator == "objects" else {}
-    s = generate_sample(seed, width=width, height=height, domain=domain, min_disparity=min_disparity, **photos)
+    s = generate_sample(seed, width=width, height=height, domain=domain, min_disparity=min_disparity,
+                        **({"photo_dir": photo_dir} if photo_dir else {}))
     to8 = lambda im: np.clip(np.round(im * 255.0), 0, 255).astype(np.uint8).transpose(2, 0, 1)  # noqa: E731
     return to8(s.left), to8(s.right), s.disparity_left.astype(np.float16)[None], s.disparity_right.astype(np.float16)[None]
 
@@ -103,7 +103,9 @@ def generate_dataset(seeds: Sequence[int], width: int, height: int, domain: str,
     if len(lows) != n:
         raise ValueError(f"min_disparities: expected one entry per seed ({n}), got {len(lows)}")
     domains = domain_list(domain)
-    jobs = [(int(s), width, height, domains[i % len(domains)], low, photo_dir)
+    # The photo folder goes to the domains whose generator reads one (the objects scenes).
+    photos = {name: photo_dir if get_domain(name).generator == "objects" else None for name in domains}
+    jobs = [(int(s), width, height, domains[i % len(domains)], low, photos[domains[i % len(domains)]])
             for i, (s, low) in enumerate(zip(seeds, lows))]
     def fill(results: Any) -> None:
         for i, (l, r, dl, dr) in enumerate(tqdm(results, total=n, desc=desc, file=sys.stderr)):
