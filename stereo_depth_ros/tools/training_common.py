@@ -102,11 +102,12 @@ def generate_dataset(seeds: Sequence[int], width: int, height: int, domain: str,
     lows = list(min_disparities) if min_disparities is not None else [None] * n
     if len(lows) != n:
         raise ValueError(f"min_disparities: expected one entry per seed ({n}), got {len(lows)}")
-    domains = domain_list(domain)
-    # The photo folder goes to the domains whose generator reads one (the objects scenes).
-    photos = {name: photo_dir if get_domain(name).generator == "objects" else None for name in domains}
-    jobs = [(int(s), width, height, domains[i % len(domains)], low, photos[domains[i % len(domains)]])
-            for i, (s, low) in enumerate(zip(seeds, lows))]
+    # Each domain with the photo folder if its generator reads one (the objects scenes); samples cycle through them.
+    kinds = [(name, photo_dir if get_domain(name).generator == "objects" else None) for name in domain_list(domain)]
+    jobs = []
+    for i, (s, low) in enumerate(zip(seeds, lows)):
+        name, photos = kinds[i % len(kinds)]
+        jobs.append((int(s), width, height, name, low, photos))
     def fill(results: Any) -> None:
         for i, (l, r, dl, dr) in enumerate(tqdm(results, total=n, desc=desc, file=sys.stderr)):
             left[i], right[i] = torch.from_numpy(l), torch.from_numpy(r)
