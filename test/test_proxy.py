@@ -190,6 +190,14 @@ def test_masks_trade_density_for_accuracy_on_the_real_motorcycle_pair():
     assert dense.density == pytest.approx(100.0)
     assert 30 < two.density < one.density < 99, (two.density, one.density)
     assert two.valid.bad2_pct < one.valid.bad2_pct < dense.all.bad2_pct, (two.valid.bad2_pct, one.valid.bad2_pct)
+    # The node's default output (fused with SGBM) in both modes: the same per-pixel choice, and the
+    # single pass publishes every pixel the two-pass mode does, and more (no left-right test).
+    fused_two, fused_one = MaskedNetworkBackend(model, fusion=True), MaskedNetworkBackend(model, fusion=True, single_pass=True)
+    assert (fused_two.name, fused_one.name) == ("node_fused", "node_fused_single_pass")
+    d_two, d_one = fused_two(scene.left, scene.right), fused_one(scene.left, scene.right)
+    assert np.isfinite(d_one)[np.isfinite(d_two)].all()
+    np.testing.assert_array_equal(d_one[np.isfinite(d_two)], d_two[np.isfinite(d_two)])
+    assert evaluate_disparity(d_one, scene.disparity).density > evaluate_disparity(d_two, scene.disparity).density
 
 
 def test_the_photometric_gate_keeps_labels_that_reconstruct_better_and_holds_the_reference():

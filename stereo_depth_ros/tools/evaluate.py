@@ -651,9 +651,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="also evaluate these weights (frozen), named network_<file stem>, in the same run")
     p.add_argument("--masks", action="store_true",
                    help="also evaluate what the node publishes: node_fused (its default: the network fused with "
-                        "SGBM per pixel, then masked), and the network alone with its validity masks, two-pass "
-                        "(left-right check) and single-pass (validity.left_right_check false); see the density, "
-                        "the bad-2 on the trusted pixels and the sparsification curve")
+                        "SGBM per pixel, then masked), node_fused_single_pass (the same without the left-right "
+                        "check: validity.left_right_check false), and the network alone with its validity masks, "
+                        "two-pass (left-right check) and single-pass; see the density, the bad-2 on the trusted "
+                        "pixels and the sparsification curve")
     p.add_argument("--seed", type=int, default=0, help="seed of the adaptation's block sampling (mad mode)")
     p.add_argument("--max-disparity", type=float, default=None,
                    help="SGBM search range (px); default: each scene's known range, else 192 * width / 640")
@@ -738,7 +739,9 @@ def _backends(args: argparse.Namespace) -> list[Any]:
             for single_pass in (False, True):
                 backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta,
                                                      single_pass=single_pass))
-            backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta, fusion=True))
+            for single_pass in (False, True):
+                backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta,
+                                                     fusion=True, single_pass=single_pass))
         if args.adapt_steps:
             config = replace(AdaptationConfig(), **args.adapt_overrides)
             arms = [("adapted", config, False), ("adapted_photometric", replace(config, proxy="none"), False)]
