@@ -84,7 +84,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Short enough that the executor gets the GIL to take incoming pairs while the frame thread computes.",
               True, 0.0, 100.0),
     ParamSpec("compile", False, "Run the network through torch.compile for the fixed input size: the first frame (and "
-              "each new size) waits for the compiler (30-60 s on 2 CPU cores), later frames run faster; needs a C++ "
+              "each new size) waits for the compiler (about 30 s on 2 CPU cores), later frames run up to 10 % faster; needs a C++ "
               "compiler on CPU and falls back to eager with a warning when compiling fails.", True),
     ParamSpec("cuda_graphs", True, "On CUDA, replay each frame's GPU work (both disparities, masks, point cloud) as one "
               "CUDA graph per image size instead of launching its kernels one by one (the first frame of a size "
@@ -114,7 +114,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               "smaller steps back are rejected as out of order.", True, 0.001, 3600.0),
     # --- validity (live)
     ParamSpec("validity.left_right_check", True, "Check every pixel against the right view's disparity (a second, "
-              "mirrored network pass: about half of the CPU frame time). false = single-pass mode: occlusion, "
+              "mirrored network pass: about a third of the CPU frame time). false = single-pass mode: occlusion, "
               "photometric and range masks only."),
     ParamSpec("validity.lr_max_difference", 3.0, "Left-right check threshold (pixels; a 1 px check threw away more right "
               "pixels than wrong ones on real scenes).", False, 0.01, 100.0),
@@ -280,7 +280,8 @@ MIN_IMAGE_SIZE = 32
 have nothing to work with."""
 AUTO_MAX_IMAGE = {"cpu": (1920, 1200), "cuda": (4096, 4096)}
 """``max_image_width/height = 0``: the largest image by device, ``(width, height)``. On 2 CPU cores
-a 1920x1080 frame takes about 3 s and 1.3 GiB (docs/performance.md); 2048x2048 took 16 s and 2.9 GiB."""
+a 1920x1080 frame takes about 3 s and the node process 2.0 GiB (docs/performance.md); 2048x2048 took 16 s
+and 2.9 GiB."""
 
 
 def max_image_size(config: NodeConfig, device_type: str) -> tuple[int, int]:
