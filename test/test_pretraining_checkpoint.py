@@ -16,6 +16,7 @@ from stereo_depth_ros.core.network.weights import load_model
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "training" / "costvolume_objects.safetensors"
 FINETUNED = CHECKPOINT.with_name("costvolume_finetuned.safetensors")
+FINETUNED_STAGE5 = CHECKPOINT.with_name("costvolume_finetuned_stage5.safetensors")
 
 
 def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
@@ -31,10 +32,11 @@ def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
     assert "Motorcycle" in sidecar["data"]["excluded"] and "KITTI raw" in sidecar["data"]["excluded"]
 
 
-def test_the_fine_tuned_checkpoint_names_every_stage_and_source():
-    model, meta = load_model(FINETUNED)
+@pytest.mark.parametrize("path", [FINETUNED, FINETUNED_STAGE5], ids=["shipped", "stage5"])
+def test_the_fine_tuned_checkpoint_names_every_stage_and_source(path):
+    model, meta = load_model(path)
     assert isinstance(model, CostVolumeNet)
-    sidecar = json.loads(FINETUNED.with_suffix(".json").read_text())
+    sidecar = json.loads(path.with_suffix(".json").read_text())
     stages = sidecar["all_stages"]
     assert stages[0]["from_step"] == 0 and "--domain objects" in stages[0]["command"]  # from scratch
     assert "--unlabeled" in stages[-1]["command"] and stages[-1]["steps"] == meta["steps"]
@@ -46,7 +48,7 @@ def test_the_fine_tuned_checkpoint_names_every_stage_and_source():
     assert all(name in sidecar["excluded"] for name in ("Art", "Cones", "Tsukuba", "Venus", "Motorcycle", "KITTI raw"))
 
 
-@pytest.mark.parametrize("path", [CHECKPOINT, FINETUNED], ids=["pretrained", "finetuned"])
+@pytest.mark.parametrize("path", [CHECKPOINT, FINETUNED, FINETUNED_STAGE5], ids=["pretrained", "finetuned", "finetuned_stage5"])
 @pytest.mark.parametrize("shift", [6, 12, 20])
 def test_the_checkpoint_finds_a_known_shift(path, shift):
     """A random texture and its copy shifted by ``shift`` pixels: the disparity is that shift."""
