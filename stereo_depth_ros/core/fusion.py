@@ -12,11 +12,12 @@ Which hypothesis is the incumbent was measured, not assumed. On the eight real d
 (Middlebury 2001-2005 + Motorcycle, the MADNet-style weights shipped until 2026-12-06, frozen), where
 the two disagree by more than 2 px on SGBM's confident pixels SGBM is right about four times as
 often as the network (bad-2 23.5 % against 90.8 %, median over scenes), and the reconstruction
-error prefers the wrong one there more often than not (choosing by it with no margin: 31.1 %). So SGBM's checked pixel is the
-incumbent, and the network must reconstruct clearly better (``margin``) to replace it; in SGBM's
-holes the network is the only hypothesis. Where both agree within :data:`AGREEMENT_PX` the pixel is
-marked ``agree`` (SGBM's value is kept: on those pixels it is the more precise, 3.7 % against 5.2 %
-bad-2), which the masks use as evidence (:func:`~stereo_depth_ros.core.masks.compute_validity`).
+error prefers the wrong one there more often than not (choosing by it with no margin: 31.1 %). So
+SGBM's checked pixel is the incumbent, and the network must reconstruct clearly better
+(``margin``) to replace it; in SGBM's holes the network is the only hypothesis. Where both agree
+within :data:`AGREEMENT_PX` the pixel is marked ``agree`` (SGBM's value is kept: on those pixels
+it is the more precise, 3.7 % against 5.2 % bad-2), which the masks use as evidence
+(:func:`~stereo_depth_ros.core.masks.compute_validity`).
 """
 
 from __future__ import annotations

@@ -94,7 +94,9 @@ class MaskedNetworkBackend(NetworkBackend):
     def __init__(self, model: StereoNetwork, device: str | torch.device = "cpu", inference_scale: float = 1.0,
                  name: str | None = None, metadata: dict[str, Any] | None = None, single_pass: bool = False,
                  fusion: bool = False, fusion_margin: float = 0.5) -> None:
-        default_name = ("node_fused" if fusion else "network") + ("_single_pass" if single_pass else ("" if fusion else "_masked"))
+        names = {(False, False): "network_masked", (False, True): "network_single_pass",
+                 (True, False): "node_fused", (True, True): "node_fused_single_pass"}
+        default_name = names[(bool(fusion), bool(single_pass))]
         super().__init__(model, device, inference_scale, name or default_name, metadata)
         self.single_pass = bool(single_pass)
         # The node's SGBM: adaptation's proxy settings, the network's search range (pixels at the

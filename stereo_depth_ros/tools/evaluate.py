@@ -736,12 +736,10 @@ def _backends(args: argparse.Namespace) -> list[Any]:
             backends.append(NetworkBackend(other, args.device, args.inference_scale, name=f"network_{Path(extra).stem}",
                                            metadata=other_meta))
         if args.masks:
-            for single_pass in (False, True):
-                backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta,
-                                                     single_pass=single_pass))
-            for single_pass in (False, True):
-                backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta,
-                                                     fusion=True, single_pass=single_pass))
+            for fusion in (False, True):  # the network alone, then fused as the node publishes
+                for single_pass in (False, True):
+                    backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta,
+                                                         fusion=fusion, single_pass=single_pass))
         if args.adapt_steps:
             config = replace(AdaptationConfig(), **args.adapt_overrides)
             arms = [("adapted", config, False), ("adapted_photometric", replace(config, proxy="none"), False)]
