@@ -83,6 +83,17 @@ def test_agreeing_hypotheses_publish_the_matcher_and_are_marked():
     assert (fused.source == SOURCE_AGREE).all() and torch.allclose(fused.disparity, torch.tensor(D))
 
 
+def test_source_shares_count_the_valid_pixels_only():
+    source = torch.tensor([[[[0, 1, 2, 2], [2, 2, 1, 0]]]], dtype=torch.uint8)
+    valid = torch.tensor([[[[True, False, True, True], [True, False, True, False]]]])
+    # Valid: 0, 2, 2 | 2, 1 -> one network, one sgbm, three agree.
+    assert source_shares(source, valid) == pytest.approx({"network": 0.2, "sgbm": 0.2, "agree": 0.6})
+    assert source_shares(source) == pytest.approx({"network": 0.25, "sgbm": 0.25, "agree": 0.5})
+    assert source_shares(source, torch.zeros_like(valid)) == {"network": 0.0, "sgbm": 0.0, "agree": 0.0}
+    with pytest.raises(ValueError, match="valid"):
+        source_shares(source, valid[..., :2])
+
+
 def test_fusion_rejects_bad_arguments():
     network, matcher = _hypotheses()
     left, right = _pair()

@@ -414,12 +414,15 @@ class StereoDepthNode(Node):
         small = None
         if adapting or c.output_fusion == "sgbm":
             small = tuple(resize_images(t, size) for t in (left_t, right_t))
-        # SGBM of the fused output, in this thread. On a CPU it runs after the network: beside it,
-        # on a thread of its own, both oversubscribed the cores (320x240, 2 cores: 6.2 frames/s
-        # against 8.2 in turn). On CUDA it runs before the frame's graph, which takes its result
-        # as an input (overlapping it with the network would need the graph split in two).
+        # SGBM of the fused output, in this thread, before the network. On a CPU, after the network
+        # it shared the cores with torch's OpenMP threads, which spin for a few milliseconds after
+        # each parallel region (320x240, 2 cores: 13.4 against 9.3 ms a pair; in the node 16.2-18.4
+        # against 14.4-15.8 ms before the network); beside the network, on a thread of its own, both
+        # oversubscribed the cores (6.2 frames/s against 8.2 in turn). On CUDA the frame's graph
+        # takes its result as an input (overlapping it with the network would need the graph split
+        # in two).
         matcher_np = matcher_t = None
-        if cuda and c.output_fusion == "sgbm":
+        if c.output_fusion == "sgbm":
             matcher_np = self._run_matcher(small)
             matcher_t = torch.from_numpy(matcher_np)[None, None].to(self.device, non_blocking=True)
             mark("sgbm")
@@ -453,10 +456,6 @@ class StereoDepthNode(Node):
             mark("to_numpy")
         else:
             mark("inference")
-            if c.output_fusion == "sgbm":
-                matcher_np = self._run_matcher(small)
-                matcher_t = torch.from_numpy(matcher_np)[None, None]
-                mark("sgbm")
             with torch.inference_mode():
                 disp_l, validity, fusion = fuse_and_validate(disp_net, disp_r, left_t, right_t, camera, c.validity(),
                                                              matcher_t, c.output_fusion_margin)
@@ -470,7 +469,9 @@ class StereoDepthNode(Node):
             source = fusion.source[0, 0].numpy() if fusion is not None else None
             mark("to_numpy")
         if matcher_np is not None:  # the share of the published pixels from each source
-            codes = torch.from_numpy(np.rint(source).astype(np.uint8))[None, None]
+            # uint8 on a CPU; a float channel of the maps downloaded from the GPU (np.rint on uint8
+            # would cost 1.4 ms at 320x240 for nothing).
+            codes = torch.from_numpy(source if source.dtype == np.uint8 else np.rint(source).astype(np.uint8))[None, None]
             self.stats.source_shares = source_shares(codes, torch.from_numpy(np.ascontiguousarray(mask))[None, None])
         else:
             self.stats.source_shares = {}
