@@ -101,6 +101,35 @@ def test_frame_outputs_are_the_published_maps_and_cloud(setup):
     assert frame_outputs(model, left, right, camera, ValidityConfig(), cloud=False)[1] is None
 
 
+def test_frame_outputs_split_in_two_halves_with_a_matcher_between(setup):
+    """The node on CUDA with fusion: the network's half, then the matcher, then the outputs' half
+    (two graphs, SGBM on the CPU between them) publishes what frame_outputs does in one."""
+    from stereo_depth_ros.core.adaptation import AdaptationConfig, proxy_matcher
+    from stereo_depth_ros.core.cuda_graph import CudaGraphRunner
+    from stereo_depth_ros.core.fusion import SOURCE_AGREE, SOURCE_MATCHER, SOURCE_NETWORK
+    from stereo_depth_ros.core.pipeline import (MAP_CHANNELS, frame_outputs, outputs_from_disparities,
+                                                predict_disparities, run_matcher)
+
+    _, camera, model, left, right = setup
+    matcher = torch.from_numpy(run_matcher(proxy_matcher(AdaptationConfig(), 192.0), left, right))[None, None]
+    runner = CudaGraphRunner()  # on a CPU it calls the functions: the node's code path, not its graphs
+    for config in (ValidityConfig(), ValidityConfig(lr_max_difference=None)):
+        right_view = config.lr_max_difference is not None
+        disp_l, disp_r = runner(lambda l, r: predict_disparities(model, l, r, right_view=right_view), left, right)
+        assert (disp_r is not None) == right_view
+        maps, points = runner(lambda l, r, dl, m: outputs_from_disparities(dl, disp_r, l, r, camera, config,
+                                                                           matcher_disparity=m),
+                              left, right, disp_l, matcher)
+        whole_maps, whole_points = frame_outputs(model, left, right, camera, config, matcher_disparity=matcher)
+        np.testing.assert_array_equal(maps.numpy(), whole_maps.numpy())
+        assert points.numpy().tobytes() == whole_points.numpy().tobytes()
+        source = dict(zip(MAP_CHANNELS, maps))["source"]
+        codes = set(source.unique().int().tolist())
+        assert codes <= {SOURCE_NETWORK, SOURCE_MATCHER, SOURCE_AGREE} and SOURCE_AGREE in codes
+    with pytest.raises(ValueError, match="camera"):
+        outputs_from_disparities(disp_l, None, left[..., :64], right[..., :64], camera, ValidityConfig(lr_max_difference=None))
+
+
 def test_bf16_precision_stays_close_to_fp32_and_bad_precision_is_refused(setup):
     _, camera, model, left, right = setup
     fp32 = predict_disparities(model, left, right)

@@ -25,7 +25,8 @@ from .network.model import StereoNet
 from .pointcloud import organized_xyzrgb_tensor
 
 __all__ = ["PRECISIONS", "FrameResult", "scaled_size", "resize_images", "predict_left", "predict_disparities",
-           "run_matcher", "matcher_at_size", "fuse_and_validate", "process_frame", "frame_outputs", "MAP_CHANNELS"]
+           "run_matcher", "matcher_at_size", "fuse_and_validate", "process_frame", "frame_outputs",
+           "outputs_from_disparities", "MAP_CHANNELS"]
 
 PRECISIONS = ("fp32", "bf16")
 """Network precisions: float32, or bfloat16 autocast (for GPUs; the disparity comes back as float32)."""
@@ -272,7 +273,9 @@ def frame_outputs(
     :func:`process_frame`, then the published maps and the organised point cloud, computed where
     the images are (the GPU on CUDA) so that the host receives them in two copies and no tensor work
     is left for it. Pure tensor work, no host synchronisation: the node replays it as one CUDA graph
-    (:class:`~stereo_depth_ros.core.cuda_graph.CudaGraphRunner`).
+    (:class:`~stereo_depth_ros.core.cuda_graph.CudaGraphRunner`). It is :func:`predict_disparities`
+    followed by :func:`outputs_from_disparities`; with a matcher the node replays the two halves as
+    two graphs and runs the matcher on the CPU between them, while the GPU computes the first.
 
     Args:
         model, left, right, camera, validity_config, inference_size, precision: as
@@ -288,14 +291,50 @@ def frame_outputs(
         without a matcher); ``points`` ``(H, W, 4)`` float32 from
         :func:`~stereo_depth_ros.core.pointcloud.organized_xyzrgb_tensor`, or None without ``cloud``.
     """
-    result = process_frame(model, left, right, camera, validity_config, inference_size, precision, matcher_disparity,
-                           fusion_margin)
-    v = result.validity
+    check_tensor(left, "left", (1, 3, "H", "W"))
+    right_view = validity_config.lr_max_difference is not None
+    disp_l, disp_r = predict_disparities(model, left, right, inference_size, precision, right_view)
+    return outputs_from_disparities(disp_l, disp_r, left, right, camera, validity_config, cloud, rgb,
+                                    matcher_disparity, fusion_margin)
+
+
+@torch.inference_mode()
+def outputs_from_disparities(
+    disparity_left: torch.Tensor,
+    disparity_right: torch.Tensor | None,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    camera: StereoCamera,
+    validity_config: ValidityConfig,
+    cloud: bool = True,
+    rgb: torch.Tensor | None = None,
+    matcher_disparity: torch.Tensor | None = None,
+    fusion_margin: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The second half of :func:`frame_outputs`: from the network's disparities to the published
+    maps and point cloud (fusion, masks, depth, cloud). Pure tensor work, no host synchronisation.
+
+    Args:
+        disparity_left, disparity_right: ``(1, 1, H, W)`` the network's disparities in pixels at the
+            image size (:func:`predict_disparities`; ``disparity_right`` None in single-pass mode).
+        left, right, camera, validity_config, cloud, rgb, matcher_disparity, fusion_margin: as
+            :func:`frame_outputs`.
+
+    Returns:
+        ``(maps, points)`` as :func:`frame_outputs`.
+    """
+    check_tensor(left, "left", (1, 3, "H", "W"))
+    height, width = left.shape[-2:]
+    if (camera.width, camera.height) != (width, height):
+        raise ValueError(f"camera: expected a {width}x{height} rig like the images, got {camera.width}x{camera.height}")
+    disparity, validity, fusion = fuse_and_validate(disparity_left, disparity_right, left, right, camera,
+                                                    validity_config, matcher_disparity, fusion_margin)
+    v = validity
     mask = v.mask[0, 0]
     depth = torch.where(mask, v.depth[0, 0].float(), torch.full_like(mask, float("nan"), dtype=torch.float32))
-    disp_r = result.disparity_right[0, 0] if result.disparity_right is not None else torch.full_like(depth, float("nan"))
-    source = result.fusion.source[0, 0].float() if result.fusion is not None else torch.zeros_like(depth)
-    maps = torch.stack([result.disparity_left[0, 0], disp_r, mask.float(), depth,
+    disp_r = disparity_right[0, 0] if disparity_right is not None else torch.full_like(depth, float("nan"))
+    source = fusion.source[0, 0].float() if fusion is not None else torch.zeros_like(depth)
+    maps = torch.stack([disparity[0, 0], disp_r, mask.float(), depth,
                         v.confidence[0, 0].float(), v.photometric_error[0, 0].float(), source])
     points = None
     if cloud:

@@ -42,7 +42,8 @@ from ..core.fusion import SOURCE_NAMES, source_shares
 from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
-from ..core.pipeline import frame_outputs, fuse_and_validate, predict_disparities, resize_images, run_matcher
+from ..core.pipeline import (frame_outputs, fuse_and_validate, outputs_from_disparities, predict_disparities,
+                             resize_images, run_matcher)
 from ..core.sgbm import SgbmBackend
 from .conversions import (
     ConversionError,
@@ -411,38 +412,65 @@ class StereoDepthNode(Node):
         mark("host_to_device")
         size = inference_size(c, left_t.shape[-2], left_t.shape[-1])
         adapting = c.adaptation_enabled and c.adaptation_mode != "none"
-        small = None
-        if adapting or c.output_fusion == "sgbm":
+        fused = c.output_fusion == "sgbm"
+        small = None  # the images at the network's input size, for the adaptation and (on a CPU) SGBM
+        if adapting or (fused and not cuda):
             small = tuple(resize_images(t, size) for t in (left_t, right_t))
-        # SGBM of the fused output, in this thread, before the network. On a CPU, after the network
-        # it shared the cores with torch's OpenMP threads, which spin for a few milliseconds after
-        # each parallel region (320x240, 2 cores: 13.4 against 9.3 ms a pair; in the node 16.2-18.4
-        # against 14.4-15.8 ms before the network); beside the network, on a thread of its own, both
-        # oversubscribed the cores (6.2 frames/s against 8.2 in turn). On CUDA the frame's graph
-        # takes its result as an input (overlapping it with the network would need the graph split
-        # in two).
         matcher_np = matcher_t = None
-        if c.output_fusion == "sgbm":
+        if fused and not cuda:
+            # SGBM of the fused output, in this thread, before the network. After the network it
+            # shared the cores with torch's OpenMP threads, which spin for a few milliseconds after
+            # each parallel region (320x240, 2 cores: 13.4 against 9.3 ms a pair; in the node
+            # 16.5-17.0 against 14.4-14.9 ms before the network); beside the network, on a thread
+            # of its own, both oversubscribed the cores (6.2 frames/s against 8.2 in turn).
             matcher_np = self._run_matcher(small)
-            matcher_t = torch.from_numpy(matcher_np)[None, None].to(self.device, non_blocking=True)
+            matcher_t = torch.from_numpy(matcher_np)[None, None]
             mark("sgbm")
         index, model = self.worker.acquire()
         try:
             if cuda:
                 disp_net = None
+                graphs = self._graphs
+                run = (lambda fn, *t, key: graphs(fn, *t, key=key)) if graphs is not None else (lambda fn, *t, key: fn(*t))
+                right_view = c.validity_left_right_check
+                rest_key = (camera, c.validity(), right_view, c.output_cloud, fused, c.output_fusion_margin)
 
-                # Network, fusion, masks and point cloud on the GPU, as one CUDA graph replay (or eagerly).
-                def frame_work(l: torch.Tensor, r: torch.Tensor, *extra: torch.Tensor) -> Any:
-                    rgb = extra[0] if rgb8_t is not None else None
-                    matcher = extra[-1] if matcher_t is not None else None
-                    return frame_outputs(model, l, r, camera, c.validity(), size, c.precision, c.output_cloud,
-                                         rgb, matcher, c.output_fusion_margin)
+                # Fusion, masks and point cloud from the network's disparities (a second graph).
+                def rest_work(l: torch.Tensor, r: torch.Tensor, dl: torch.Tensor, *extra: torch.Tensor) -> Any:
+                    extra_list = list(extra)
+                    dr = extra_list.pop(0) if right_view else None
+                    rgb = extra_list.pop(0) if rgb8_t is not None else None
+                    matcher = extra_list.pop(0) if fused else None
+                    return outputs_from_disparities(dl, dr, l, r, camera, c.validity(), c.output_cloud, rgb, matcher,
+                                                    c.output_fusion_margin)
 
-                tensors = ((left_t, right_t) + ((rgb8_t,) if rgb8_t is not None else ())
-                           + ((matcher_t,) if matcher_t is not None else ()))
-                key = (index, camera, c.validity(), size, c.precision, c.output_cloud, matcher_t is not None,
-                       c.output_fusion_margin)
-                maps, points = self._graphs(frame_work, *tensors, key=key) if self._graphs is not None else frame_work(*tensors)
+                def network_work(l: torch.Tensor, r: torch.Tensor) -> Any:
+                    return predict_disparities(model, l, r, size, c.precision, right_view=right_view)
+
+                if fused:
+                    # The network's graph is launched, not waited for: SGBM runs on the CPU while the
+                    # GPU computes it (OpenCV releases the GIL), then the second graph takes both.
+                    disp_l, disp_r = run(network_work, left_t, right_t, key=("network", index, size, c.precision,
+                                                                               right_view))
+                    sgbm_start = time.monotonic()
+                    # From the host's copy of the images (a download of the device ones would wait
+                    # for the network), resized like the network's input.
+                    host = tuple(torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0) for image in (left, right))
+                    matcher_np = self._run_matcher(host, size)
+                    self.stats.stage_ms["sgbm_beside_gpu"].append(1000 * (time.monotonic() - sgbm_start))
+                    matcher_t = torch.from_numpy(matcher_np)[None, None].to(self.device, non_blocking=True)
+                    tensors = ((left_t, right_t, disp_l) + ((disp_r,) if right_view else ())
+                               + ((rgb8_t,) if rgb8_t is not None else ()) + (matcher_t,))
+                    maps, points = run(rest_work, *tensors, key=("outputs", rgb8_t is not None) + rest_key)
+                else:
+                    # Network, masks and point cloud on the GPU, as one CUDA graph replay (or eagerly).
+                    def frame_work(l: torch.Tensor, r: torch.Tensor, *extra: torch.Tensor) -> Any:
+                        rgb = extra[0] if rgb8_t is not None else None
+                        return frame_outputs(model, l, r, camera, c.validity(), size, c.precision, c.output_cloud, rgb)
+
+                    tensors = (left_t, right_t) + ((rgb8_t,) if rgb8_t is not None else ())
+                    maps, points = run(frame_work, *tensors, key=("frame", index, size, c.precision,
+                                                                  rgb8_t is not None) + rest_key)
                 mark("inference")  # synchronises: the model is released only once the GPU is done with it
             else:
                 disp_net, disp_r = predict_disparities(model, left_t, right_t, size, c.precision,
@@ -524,15 +552,15 @@ class StereoDepthNode(Node):
         if c.adaptation_save_period and c.adaptation_weights_path and now - self._last_save > c.adaptation_save_period:
             self._save_adapted()
 
-    def _run_matcher(self, images: tuple[torch.Tensor, torch.Tensor]) -> np.ndarray:
+    def _run_matcher(self, images: tuple[torch.Tensor, torch.Tensor], size: tuple[int, int] | None = None) -> np.ndarray:
         """SGBM of the fused output (adaptation's proxy settings, rebuilt when they change) on the
-        pair ``(1, 3, h, w)`` at the network's input size: ``(h, w)`` float32 disparity in pixels,
-        NaN in its holes."""
+        pair ``(1, 3, h, w)`` at the network's input size (resized to ``size`` first, if given):
+        ``(h, w)`` float32 disparity in pixels, NaN in its holes."""
         settings = proxy_settings(self.config.adaptation())
         if self._matcher is None or self._matcher_key != settings:
             self._matcher = proxy_matcher(self.config.adaptation(), self.max_disparity)
             self._matcher_key = settings
-        return run_matcher(self._matcher, *images)
+        return run_matcher(self._matcher, *images, size=size)
 
     def _consistency(self, d_l: np.ndarray, d_r: np.ndarray, camera: StereoCamera) -> None:
         """ICP residual between the clouds back-projected from the left and the right ``(H, W)``
