@@ -48,6 +48,29 @@ def test_batches_are_deterministic_and_mirroring_keeps_geometry():
     assert 0 <= left.min() and left.max() <= 1 and (gt > 0).all()
 
 
+def test_scale_augmentation_shrinks_the_scene_and_keeps_the_geometry():
+    """A fronto-parallel plane 24 px away in disparity: shrunk by half, the batch's ground truth is
+    12 px and the images themselves are best aligned by a 12 px shift."""
+    d, height, width = 24, 96, 192
+    g = torch.Generator().manual_seed(0)
+    texture = torch.nn.functional.avg_pool2d(torch.rand(1, 3, height, width + d, generator=g), 5, 1, 2)[0]
+    texture = ((texture - texture.min()) / (texture.max() - texture.min()) * 255).round().to(torch.uint8)
+    left, right = texture[..., :width], texture[..., d:d + width]  # right(u - d) = left(u)
+    disparity = torch.full((1, 1, height, width), float(d), dtype=torch.float16)
+    data = train.Dataset(left[None].clone(), right[None].clone(), disparity, disparity.clone())
+    plain = train.make_batch(data, 3, 0, 4, (48, 96), torch.device("cpu"))
+    assert all(torch.equal(x, y) for x, y in zip(plain, train.make_batch(data, 3, 0, 4, (48, 96), torch.device("cpu"),
+                                                                           (1.0, 1.0))))
+    for batch, expected in ((plain, d), (train.make_batch(data, 3, 0, 4, (48, 96), torch.device("cpu"), (0.5, 0.5)), d // 2)):
+        l, r, gt = batch
+        assert l.shape == r.shape == (4, 3, 48, 96) and torch.allclose(gt, torch.tensor(float(expected)))
+        # The shift that best aligns the views (mean absolute difference over the overlap).
+        costs = [float((l[..., s:] - r[..., : 96 - s]).abs().mean()) for s in range(0, 40)]
+        assert costs.index(min(costs)) == expected
+    with pytest.raises(ValueError, match="scale_range"):
+        train.make_batch(data, 3, 0, 4, (48, 96), torch.device("cpu"), (0.0, 1.0))
+
+
 def test_fine_tuning_records_the_whole_chain_of_runs(tmp_path):
     first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
     assert train.main(COMMON + ["--steps", "2", "--output", str(first), "--checkpoint", str(tmp_path / "c1.safetensors")]) == 0

@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress, total = step, args.steps
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(progress, total, args.lr, args.warmup if not scheduled else 20_000)
-        left, right, gt = make_batch(train, step, args.seed, args.batch_size, tuple(args.crop), device)
+        left, right, gt = make_batch(train, step, args.seed, args.batch_size, tuple(args.crop), device,
+                                      tuple(args.scale_range))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
             out = model(left, right)
         loss, terms = supervised_loss(out, gt, torch.ones_like(gt, dtype=torch.bool), max_disp)

@@ -232,12 +232,14 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         else:  # --synthetic-mix steps: every k-th batch wholly synthetic
             n_synthetic = args.batch_size if every_synthetic and step % every_synthetic == every_synthetic - 1 else 0
         if n_synthetic == args.batch_size:
-            left, right, gt = make_batch(synthetic, step, args.seed, args.batch_size, crop, device)
+            left, right, gt = make_batch(synthetic, step, args.seed, args.batch_size, crop, device,
+                                         tuple(args.scale_range))
             loss, terms = synthetic_loss(model(left, right), left, right, gt, teacher, max_disp)
             kind = "synthetic"
         elif n_synthetic:  # one forward pass over real + synthetic crops, the sum of both losses
             left, right, labels = make_unlabeled_batch(data, step, args.seed, args.batch_size - n_synthetic, crop, device)
-            s_left, s_right, gt = make_batch(synthetic, step, args.seed, n_synthetic, crop, device)
+            s_left, s_right, gt = make_batch(synthetic, step, args.seed, n_synthetic, crop, device,
+                                             tuple(args.scale_range))
             output = model(torch.cat([left, s_left]), torch.cat([right, s_right]))
             real = len(left)
             loss, terms, _ = self_supervised_loss(output.disparity[:real], left, right, config, labels)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -122,9 +123,27 @@ def generate_dataset(seeds: Sequence[int], width: int, height: int, domain: str,
 
 
 def make_batch(
-    data: Dataset, step: int, seed: int, batch_size: int, crop: tuple[int, int], device: torch.device
+    data: Dataset, step: int, seed: int, batch_size: int, crop: tuple[int, int], device: torch.device,
+    scale_range: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A deterministic augmented batch for ``step``: ``left, right (B, 3, h, w)`` in [0, 1], ``gt (B, 1, h, w)``."""
+    """A deterministic augmented batch for ``step``: ``left, right (B, 3, h, w)`` in [0, 1], ``gt (B, 1, h, w)``.
+
+    Args:
+        data: the rendered samples.
+        step, seed: the batch's identity (the same pair gives the same batch).
+        batch_size: samples in the batch.
+        crop: ``(h, w)`` of the batch, pixels.
+        device: where the batch goes.
+        scale_range: ``(low, high)`` in ``(0, 1]``: each sample is shrunk by a factor drawn uniformly
+            from it (a region of ``crop / factor`` resized to ``crop``, the disparity scaled with it),
+            so the network also sees finer structures and smaller disparities than the renders have;
+            the region is bounded by the render, so a factor below ``crop / render size`` (on
+            either axis) acts as that bound, the same on both axes.
+            ``(1, 1)`` (default): plain crops, the same batches as before the option existed.
+    """
+    low, high = (float(v) for v in scale_range)
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"scale_range: expected 0 < low <= high <= 1, got {scale_range!r}")
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     n, _, height, width = data.left.shape
     ch, cw = crop
@@ -132,19 +151,31 @@ def make_batch(
     ys = torch.randint(height - ch + 1, (batch_size,), generator=g)
     xs = torch.randint(width - cw + 1, (batch_size,), generator=g)
     swap = torch.rand(batch_size, generator=g) < 0.5
+    scales = low + (high - low) * torch.rand(batch_size, generator=g) if low < 1.0 else torch.ones(batch_size)
     lefts, rights, gts = [], [], []
     for i in range(batch_size):
         k, y, x = int(idx[i]), int(ys[i]), int(xs[i])
-        sl = (k, slice(None), slice(y, y + ch), slice(x, x + cw))
+        factor = max(float(scales[i]), ch / height, cw / width)  # the region stays inside the render
+        rh, rw = min(height, round(ch / factor)), min(width, round(cw / factor))
+        if (rh, rw) != (ch, cw):  # the same relative position in the larger region's range
+            y = round(y * (height - rh) / max(height - ch, 1))
+            x = round(x * (width - rw) / max(width - cw, 1))
+        sl = (k, slice(None), slice(y, y + rh), slice(x, x + rw))
         l, r, dl, dr = data.left[sl], data.right[sl], data.disp_left[sl], data.disp_right[sl]
+        if (rh, rw) != (ch, cw):
+            l, r = (F.interpolate(t[None].float(), size=(ch, cw), mode="bilinear", align_corners=False,
+                                  antialias=True)[0] for t in (l, r))
+            # Nearest: no disparity is invented across an occlusion boundary; pixels of the crop's width.
+            dl, dr = (F.interpolate(t[None].float(), size=(ch, cw), mode="nearest-exact")[0] * (cw / rw)
+                      for t in (dl, dr))
         if swap[i]:  # mirrored rig: the flipped right view becomes the left one
             l, r, dl = torch.flip(r, [-1]), torch.flip(l, [-1]), torch.flip(dr, [-1])
-        lefts.append(l)
-        rights.append(r)
-        gts.append(dl)
-    left = torch.stack(lefts).to(device, non_blocking=True).float() / 255.0
-    right = torch.stack(rights).to(device, non_blocking=True).float() / 255.0
-    gt = torch.stack(gts).to(device, non_blocking=True).float()
+        lefts.append(l.float())
+        rights.append(r.float())
+        gts.append(dl.float())
+    left = torch.stack(lefts).to(device, non_blocking=True) / 255.0
+    right = torch.stack(rights).to(device, non_blocking=True) / 255.0
+    gt = torch.stack(gts).to(device, non_blocking=True)
     left, right = jitter_views(left, right, g)  # per-view gain, gamma, brightness, noise
     return left, right, gt
 
@@ -378,6 +409,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "range): the network under-reads large disparities, which the domain's range makes rare")
     p.add_argument("--near-min-disparity", type=float, default=48.0,
                    help="smallest disparity of those near samples, pixels at 640 px width (scaled with --width)")
+    p.add_argument("--scale-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
+                   help="shrink each training crop by a factor drawn from [LOW, HIGH] (a larger region resized to "
+                        "the crop, disparity scaled): finer structures and smaller disparities than the renders have; "
+                        "1 1 = plain crops")
     p.add_argument("--data-seed", type=int, default=0, help="offsets the train/val seed lists")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch sampling")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -398,6 +433,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.output = Path("train_output/finetuned.safetensors") if args.unlabeled else DEFAULT_WEIGHTS
     if args.unlabeled and args.resume and not args.checkpoint.is_file():
         p.error(f"--resume: no checkpoint at {args.checkpoint}")
+    if not 0.0 < args.scale_range[0] <= args.scale_range[1] <= 1.0:
+        p.error(f"--scale-range: expected 0 < LOW <= HIGH <= 1, got {args.scale_range[0]:g} {args.scale_range[1]:g}")
     if not 0.0 <= args.near_fraction <= 1.0:
         p.error(f"--near-fraction: expected a fraction in [0, 1], got {args.near_fraction}")
     try:
