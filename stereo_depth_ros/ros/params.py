@@ -88,7 +88,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "compiler on CPU and falls back to eager with a warning when compiling fails.", True),
     ParamSpec("cuda_graphs", True, "On CUDA, replay each frame's GPU work (both disparities, masks, point cloud) as one "
               "CUDA graph per image size instead of launching its kernels one by one (the first frame of a size "
-              "captures it); falls back to eager with a warning when capturing fails. No effect on CPU.", True),
+              "captures it; with output.fusion sgbm two graphs, the network's and the rest, with SGBM on the CPU "
+              "while the first runs); falls back to eager with a warning when capturing fails. No effect on CPU.", True),
     ParamSpec("precision", "fp32", "Network precision: fp32, or bf16 (bfloat16 autocast; for GPUs, slower on CPU). "
               "The published disparity is float32 either way.", True, choices=("fp32", "bf16")),
     ParamSpec("max_image_width", 0, "Images wider than this are rejected (pixels); 0 = by device: 1920 on CPU, 4096 "
