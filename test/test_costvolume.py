@@ -147,7 +147,10 @@ def test_configs_name_their_architecture_and_refuse_bad_values():
     for kwargs, message in [(dict(groups=7), "groups"), (dict(max_disparity=100), "max_disparity"),
                             (dict(volume_level=4), "volume_level"), (dict(feature_channels=(16, 32)), "feature_channels"),
                             (dict(decoder_channels=((32,),)), "decoder_channels"), (dict(architecture="madnet"), "architecture"),
-                            (dict(correlation_radius=0), "correlation_radius"), (dict(expansion=0), "expansion")]:
+                            (dict(correlation_radius=0), "correlation_radius"), (dict(expansion=0), "expansion"),
+                            (dict(context_level=4), "context_level"), (dict(context_channels=0), "context_channels"),
+                            (dict(context_dilations=()), "context_dilations"),
+                            (dict(context_dilations=(1, 0)), "context_dilations")]:
         with pytest.raises(ValueError, match=message):
             CostVolumeConfig(**kwargs)
     with pytest.raises(ValueError, match="architecture: expected one of"):
@@ -211,3 +214,24 @@ def test_mad_adaptation_updates_one_block_of_the_cost_volume_network():
         changed = {k for k, v in model.named_parameters() if not torch.equal(before[k], v.detach())}
         assert result.status == "adapted" and math.isfinite(result.loss) and changed == block
         assert "photometric_multiscale" in result.terms
+
+
+@pytest.mark.parametrize("level", [3, 2, 1])
+def test_context_stage_starts_as_the_identity_learns_and_is_part_of_its_levels_block(level):
+    """A dilated context stage refines one level's disparity: added to a trained network it changes
+    nothing until trained, the loss reaches it, and MAD updates it with its level."""
+    torch.manual_seed(2)
+    plain = CostVolumeNet().eval()
+    with_context = CostVolumeNet(CostVolumeConfig(context_level=level)).eval()
+    _, unexpected = with_context.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected
+    left, right = texture_pair(16, 64, 128)
+    with torch.no_grad():
+        assert torch.equal(with_context(left, right).disparity, plain(left, right).disparity)
+    assert with_context.context in with_context.blocks()[f"level{level}"]
+    seen = [id(p) for name in with_context.blocks() for p in with_context.block_parameters(name)]
+    assert len(seen) == len(set(seen)) == len(list(with_context.parameters()))
+    gt = torch.full((1, 1, 64, 128), 16.0)
+    loss, _ = supervised_loss(with_context.train()(left, right), gt, torch.ones_like(gt, dtype=torch.bool), 192.0)
+    loss.backward()
+    assert with_context.context.head.weight.grad.abs().max() > 0  # the zero head learns first

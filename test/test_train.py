@@ -146,3 +146,35 @@ def test_architecture_choice_is_trained_recorded_resumed_and_checked(tmp_path):
                 ["--architecture", "costvolume", "--unlabeled", "motorcycle"]):
         with pytest.raises(SystemExit):
             train.parse_args(bad)
+
+
+def test_init_weights_with_a_stage_added_keeps_every_weight(tmp_path):
+    """--init-weights W --network-config '{"context_level": 2}': W's network with a context stage,
+    every weight of W in place and the new stage starting as the identity."""
+    from stereo_depth_ros.core.network.weights import load_model
+
+    base = tmp_path / "base.safetensors"
+    assert train.main(COMMON + ["--steps", "1", "--architecture", "costvolume", "--output", str(base),
+                                "--checkpoint", str(tmp_path / "c0.safetensors")]) == 0
+    args = train.parse_args(COMMON + ["--init-weights", str(base), "--network-config", '{"context_level": 2}'])
+    model, _ = train.build_model(args, torch.device("cpu"))
+    old, _ = load_model(base)
+    assert model.config.context_level == 2 and model.context is not None
+    old_state = old.state_dict()
+    assert all(torch.equal(value, old_state[key]) for key, value in model.state_dict().items() if key in old_state)
+    assert {key.split(".")[0] for key in model.state_dict().keys() - old_state.keys()} == {"context"}
+    left = torch.rand(1, 3, 64, 128)
+    right = torch.roll(left, -4, dims=-1)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(left, right).disparity, old.eval()(left, right).disparity)
+    # Trained, recorded in the sidecar, and loadable as it is.
+    out = tmp_path / "ctx.safetensors"
+    assert train.main(COMMON + ["--steps", "2", "--init-weights", str(base), "--network-config", '{"context_level": 2}',
+                                "--output", str(out), "--checkpoint", str(tmp_path / "c1.safetensors")]) == 0
+    trained, meta = load_model(out)
+    assert meta["config"]["context_level"] == 2 and trained.context is not None
+    assert any(p.abs().sum() > 0 for p in trained.context.head.parameters())  # the stage learnt something
+    # Changes the weights do not fit, or a change of architecture, end the command before any data.
+    for bad in ('{"groups": 4}', '{"architecture": "madnet"}', '{"context_level": 5}'):
+        with pytest.raises(SystemExit):
+            train.parse_args(COMMON + ["--init-weights", str(base), "--network-config", bad])

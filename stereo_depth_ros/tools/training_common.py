@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..core.augmentation import jitter_views
 from ..core.network.config import ARCHITECTURES, AnyNetworkConfig, config_from_dict
 from ..core.network.model import StereoNetwork, build_network
-from ..core.network.weights import DEFAULT_WEIGHTS, load_model
+from ..core.network.weights import DEFAULT_WEIGHTS, load_model, load_weights
 from ..core.synthetic import generate_sample, get_domain
 
 __all__ = ["Dataset", "TrainingStages", "add_unlabeled_arguments", "build_model", "checkpoint_info", "command_line",
@@ -308,12 +308,28 @@ def check_unlabeled_arguments(p: argparse.ArgumentParser, args: argparse.Namespa
 
 def add_network_arguments(p: argparse.ArgumentParser) -> None:
     """Which network a fresh training builds."""
-    g = p.add_argument_group("network (a fresh training; --init-weights, --resume and --unlabeled take the weights' own)")
+    g = p.add_argument_group("network (a fresh training; --resume and --unlabeled take the weights' own, --init-weights "
+                             "too unless --network-config changes it, e.g. adds a stage)")
     g.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=None,
                    help="madnet: the coarse-to-fine network (default); costvolume: the full-range cost-volume network")
     g.add_argument("--network-config", default=None, metavar="JSON",
                    help='fields of the architecture\'s config to change, as a JSON object, e.g. \'{"groups": 4}\' '
-                        "(see NetworkConfig / CostVolumeConfig in stereo_depth_ros/core/network/config.py)")
+                        "(see NetworkConfig / CostVolumeConfig in stereo_depth_ros/core/network/config.py); with "
+                        "--init-weights, changes to the weights' config: every weight must still fit, the stages it "
+                        'adds start fresh (e.g. \'{"context_level": 2}\')')
+
+
+def _parse_overrides(overrides: str | None) -> dict[str, Any]:
+    """``--network-config``'s JSON object of config fields (empty for None)."""
+    if overrides is None:
+        return {}
+    try:
+        values = json.loads(overrides)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"expected a JSON object of config fields, got {overrides!r} ({exc})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"expected a JSON object of config fields, got {overrides!r}")
+    return values
 
 
 def network_config(architecture: str | None, overrides: str | None) -> AnyNetworkConfig:
@@ -322,14 +338,7 @@ def network_config(architecture: str | None, overrides: str | None) -> AnyNetwor
     Raises:
         ValueError: overrides that are not a JSON object, name another architecture, or are invalid.
     """
-    values: dict[str, Any] = {}
-    if overrides is not None:
-        try:
-            values = json.loads(overrides)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"expected a JSON object of config fields, got {overrides!r} ({exc})") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"expected a JSON object of config fields, got {overrides!r}")
+    values = _parse_overrides(overrides)
     named = values.get("architecture")
     if named is not None and architecture is not None and named != architecture:
         raise ValueError(f"names architecture {named!r} but --architecture is {architecture!r}")
@@ -337,17 +346,53 @@ def network_config(architecture: str | None, overrides: str | None) -> AnyNetwor
     return config_from_dict(values)
 
 
+def extended_config(base: AnyNetworkConfig, overrides: str) -> AnyNetworkConfig:
+    """``base`` (a weights file's config) with the JSON ``overrides`` applied, e.g. a stage added.
+
+    Raises:
+        ValueError: overrides that are not a JSON object, name another architecture, or are invalid.
+    """
+    values = _parse_overrides(overrides)
+    if values.get("architecture", base.architecture) != base.architecture:
+        raise ValueError(f"names architecture {values['architecture']!r}, the weights are {base.architecture!r}")
+    return config_from_dict({**base.to_dict(), **values})
+
+
+def extend_network(model: StereoNetwork, config: AnyNetworkConfig) -> StereoNetwork:
+    """A network of ``config`` holding ``model``'s weights: every weight of ``model`` must fit it,
+    and only the stages ``config`` adds start fresh (their own initialisation).
+
+    Raises:
+        ValueError: a weight of ``model`` that the new network lacks or holds in another shape.
+    """
+    extended = build_network(config).to(next(model.parameters()).device)
+    try:
+        _, unexpected = extended.load_state_dict(model.state_dict(), strict=False)
+    except RuntimeError as exc:  # a shape mismatch
+        raise ValueError(f"the weights do not fit the changed config: {str(exc).strip().splitlines()[0]}") from None
+    if unexpected:
+        raise ValueError(f"the changed config drops weights of the network: {sorted(unexpected)[:4]}...")
+    return extended
+
+
 def check_network_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``--architecture`` / ``--network-config`` describe a fresh network: refused where the weights
     decide (``--init-weights``, ``--unlabeled``); the config is built here so a bad one ends the
     command before any data is generated."""
     fresh = args.architecture is not None or args.network_config is not None
-    if fresh and (args.init_weights is not None or args.unlabeled):
-        p.error("--architecture / --network-config: the network comes from the weights with --init-weights or "
-                "--unlabeled; leave them out")
+    if fresh and args.unlabeled:
+        p.error("--architecture / --network-config: the network comes from the weights with --unlabeled; leave them out")
+    if args.architecture is not None and args.init_weights is not None:
+        p.error("--architecture: the network comes from the weights with --init-weights; leave it out "
+                "(--network-config may change it, e.g. add a stage)")
     try:
-        args.network = network_config(args.architecture, args.network_config)
-    except ValueError as exc:
+        if args.init_weights is not None and args.network_config is not None:
+            args.network = extended_config(config_from_dict(load_weights(args.init_weights)[1]["config"]),
+                                           args.network_config)
+            extend_network(load_model(args.init_weights)[0], args.network)  # the weights must fit: checked now
+        else:
+            args.network = network_config(args.architecture, args.network_config)
+    except (ValueError, OSError, KeyError) as exc:
         p.error(f"--network-config: {exc}")
 
 
@@ -361,6 +406,8 @@ def build_model(args: argparse.Namespace, device: torch.device) -> tuple[StereoN
     """
     if args.init_weights is not None:
         model, meta = load_model(args.init_weights)
+        if args.network_config is not None:  # the weights' network with the changes (e.g. a stage added)
+            model = extend_network(model, args.network)
         return model.to(device), meta
     config = args.network
     if args.resume and args.checkpoint.is_file():

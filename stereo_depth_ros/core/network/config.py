@@ -138,6 +138,13 @@ class CostVolumeConfig:
             ``output_level..volume_level - 1`` (finest first).
         correlation_radius: residual search radius of the finer levels (pixels of that level).
         output_level: the finest level decoded (1 or 2); the output is upsampled from there.
+        context_level: 0 (none), or a level ``output_level..volume_level`` whose disparity a dilated
+            context stage refines (:class:`~.layers.Refinement` on the left features, the disparity,
+            the left image and its reconstruction error): its reach, ``sum(context_dilations)`` + 2
+            pixels of that level, spans occlusions that the residual decoders' four 3x3
+            convolutions cannot. Its output starts at zero, so weights without it load unchanged.
+        context_channels: channels of the context stage.
+        context_dilations: dilation of each of its 3x3 convolutions.
     """
 
     max_disparity: int = 192
@@ -149,6 +156,9 @@ class CostVolumeConfig:
     decoder_channels: tuple[tuple[int, ...], ...] = ((32, 24, 16), (64, 48, 32))
     correlation_radius: int = 2
     output_level: int = 1
+    context_level: int = 0
+    context_channels: int = 32
+    context_dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1)
     extra: dict[str, Any] = field(default_factory=dict)
     architecture: str = "costvolume"
 
@@ -180,6 +190,16 @@ class CostVolumeConfig:
                              f"{self.output_level}..{self.volume_level - 1}), got {self.decoder_channels!r}")
         if not 1 <= self.correlation_radius <= 8:
             raise ValueError(f"correlation_radius: expected 1..8, got {self.correlation_radius!r}")
+        if self.context_level != 0 and not self.output_level <= self.context_level <= self.volume_level:
+            raise ValueError(f"context_level: expected 0 (none) or a level {self.output_level}..{self.volume_level}, "
+                             f"got {self.context_level!r}")
+        if isinstance(self.context_channels, bool) or not isinstance(self.context_channels, int) \
+                or self.context_channels < 1:
+            raise ValueError(f"context_channels: expected a positive integer, got {self.context_channels!r}")
+        if (not isinstance(self.context_dilations, tuple) or not self.context_dilations
+                or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.context_dilations)):
+            raise ValueError(f"context_dilations: expected a non-empty tuple of positive integers, "
+                             f"got {self.context_dilations!r}")
 
     @property
     def search(self) -> int:
