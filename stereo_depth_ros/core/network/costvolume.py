@@ -24,7 +24,9 @@ Optionally (``context_level``, off in the weights trained so far) a dilated cont
 level's disparity after its decoder: the residual decoders see four 3x3 neighbourhoods, too little
 to carry the background's disparity across an occlusion as wide as the disparity jump beside it
 (the shipped network is two thirds wrong on occluded pixels, of synthetic scenes as of real ones).
-Its output starts at zero, so it can be added to trained weights and trained on top.
+Its output starts at zero, so it can be added to trained weights and trained on top. Tried once at
+level 2 (3500 steps beside a plain run, docs/pretraining.md): no better than the plain run, on
+occluded pixels or elsewhere.
 
 No BatchNorm (batch-1 online updates stay safe). Each level's feature stage and its head
 (aggregation at ``V``, residual decoder below, and the context stage at its level) form one MAD
