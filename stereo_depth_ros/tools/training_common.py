@@ -376,9 +376,10 @@ def extend_network(model: StereoNetwork, config: AnyNetworkConfig) -> StereoNetw
 
 
 def check_network_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """``--architecture`` / ``--network-config`` describe a fresh network: refused where the weights
-    decide (``--init-weights``, ``--unlabeled``); the config is built here so a bad one ends the
-    command before any data is generated."""
+    """``--architecture`` / ``--network-config`` describe a fresh network; with ``--init-weights``,
+    ``--network-config`` changes the weights' own config (e.g. adds a stage) and ``--architecture`` is
+    refused, as both are with ``--unlabeled``. The config is built (and, with ``--init-weights``,
+    the weights fitted to it) here, so a bad one ends the command before any data is generated."""
     fresh = args.architecture is not None or args.network_config is not None
     if fresh and args.unlabeled:
         p.error("--architecture / --network-config: the network comes from the weights with --unlabeled; leave them out")
