@@ -272,10 +272,10 @@ def frame_outputs(
 
     :func:`process_frame`, then the published maps and the organised point cloud, computed where
     the images are (the GPU on CUDA) so that the host receives them in two copies and no tensor work
-    is left for it. Pure tensor work, no host synchronisation: the node replays it as one CUDA graph
-    (:class:`~stereo_depth_ros.core.cuda_graph.CudaGraphRunner`). It is :func:`predict_disparities`
-    followed by :func:`outputs_from_disparities`; with a matcher the node replays the two halves as
-    two graphs and runs the matcher on the CPU between them, while the GPU computes the first.
+    is left for it. Pure tensor work, no host synchronisation. It is :func:`predict_disparities`
+    followed by :func:`outputs_from_disparities`; the node replays the two halves as two CUDA graphs
+    (:class:`~stereo_depth_ros.core.cuda_graph.CudaGraphRunner`) and, with a matcher, runs it on the
+    CPU between them while the GPU computes the first.
 
     Args:
         model, left, right, camera, validity_config, inference_size, precision: as

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import rclpy
@@ -42,8 +42,7 @@ from ..core.fusion import SOURCE_NAMES, source_shares
 from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
-from ..core.pipeline import (frame_outputs, fuse_and_validate, outputs_from_disparities, predict_disparities,
-                             resize_images, run_matcher)
+from ..core.pipeline import fuse_and_validate, outputs_from_disparities, predict_disparities, resize_images, run_matcher
 from ..core.sgbm import SgbmBackend
 from .conversions import (
     ConversionError,
@@ -431,27 +430,30 @@ class StereoDepthNode(Node):
             if cuda:
                 disp_net = None
                 graphs = self._graphs
-                run = (lambda fn, *t, key: graphs(fn, *t, key=key)) if graphs is not None else (lambda fn, *t, key: fn(*t))
-                right_view = c.validity_left_right_check
-                rest_key = (camera, c.validity(), right_view, c.output_cloud, fused, c.output_fusion_margin)
 
-                # Fusion, masks and point cloud from the network's disparities (a second graph).
-                def rest_work(l: torch.Tensor, r: torch.Tensor, dl: torch.Tensor, *extra: torch.Tensor) -> Any:
-                    extra_list = list(extra)
-                    dr = extra_list.pop(0) if right_view else None
-                    rgb = extra_list.pop(0) if rgb8_t is not None else None
-                    matcher = extra_list.pop(0) if fused else None
-                    return outputs_from_disparities(dl, dr, l, r, camera, c.validity(), c.output_cloud, rgb, matcher,
-                                                    c.output_fusion_margin)
+                def run(fn: Callable[..., Any], *tensors: torch.Tensor, key: tuple) -> Any:
+                    """A CUDA graph replay of ``fn`` (eagerly with ``cuda_graphs`` off)."""
+                    return graphs(fn, *tensors, key=key) if graphs is not None else fn(*tensors)
+
+                right_view = c.validity_left_right_check
+                has_rgb = rgb8_t is not None
 
                 def network_work(l: torch.Tensor, r: torch.Tensor) -> Any:
                     return predict_disparities(model, l, r, size, c.precision, right_view=right_view)
 
+                # Fusion, masks and point cloud from the network's disparities (a second graph).
+                def rest_work(l: torch.Tensor, r: torch.Tensor, dl: torch.Tensor, *extra: torch.Tensor) -> Any:
+                    given = iter(extra)
+                    dr, rgb, matcher = (next(given) if present else None for present in (right_view, has_rgb, fused))
+                    return outputs_from_disparities(dl, dr, l, r, camera, c.validity(), c.output_cloud, rgb, matcher,
+                                                    c.output_fusion_margin)
+
+                # The network's graph is launched, not waited for: with the fused output SGBM runs on
+                # the CPU while the GPU computes it (OpenCV releases the GIL), then the second graph
+                # takes both.
+                disp_l, disp_r = run(network_work, left_t, right_t,
+                                     key=("network", index, size, c.precision, right_view))
                 if fused:
-                    # The network's graph is launched, not waited for: SGBM runs on the CPU while the
-                    # GPU computes it (OpenCV releases the GIL), then the second graph takes both.
-                    disp_l, disp_r = run(network_work, left_t, right_t, key=("network", index, size, c.precision,
-                                                                               right_view))
                     sgbm_start = time.monotonic()
                     # From the host's copy of the images (a download of the device ones would wait
                     # for the network), resized like the network's input.
@@ -459,18 +461,9 @@ class StereoDepthNode(Node):
                     matcher_np = self._run_matcher(host, size)
                     self.stats.stage_ms["sgbm_beside_gpu"].append(1000 * (time.monotonic() - sgbm_start))
                     matcher_t = torch.from_numpy(matcher_np)[None, None].to(self.device, non_blocking=True)
-                    tensors = ((left_t, right_t, disp_l) + ((disp_r,) if right_view else ())
-                               + ((rgb8_t,) if rgb8_t is not None else ()) + (matcher_t,))
-                    maps, points = run(rest_work, *tensors, key=("outputs", rgb8_t is not None) + rest_key)
-                else:
-                    # Network, masks and point cloud on the GPU, as one CUDA graph replay (or eagerly).
-                    def frame_work(l: torch.Tensor, r: torch.Tensor, *extra: torch.Tensor) -> Any:
-                        rgb = extra[0] if rgb8_t is not None else None
-                        return frame_outputs(model, l, r, camera, c.validity(), size, c.precision, c.output_cloud, rgb)
-
-                    tensors = (left_t, right_t) + ((rgb8_t,) if rgb8_t is not None else ())
-                    maps, points = run(frame_work, *tensors, key=("frame", index, size, c.precision,
-                                                                  rgb8_t is not None) + rest_key)
+                tensors = (left_t, right_t, disp_l) + tuple(t for t in (disp_r, rgb8_t, matcher_t) if t is not None)
+                maps, points = run(rest_work, *tensors, key=("outputs", camera, c.validity(), right_view, has_rgb,
+                                                              c.output_cloud, fused, c.output_fusion_margin))
                 mark("inference")  # synchronises: the model is released only once the GPU is done with it
             else:
                 disp_net, disp_r = predict_disparities(model, left_t, right_t, size, c.precision,

@@ -86,10 +86,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("compile", False, "Run the network through torch.compile for the fixed input size: the first frame (and "
               "each new size) waits for the compiler (about 30 s on 2 CPU cores), later frames run up to 10 % faster; needs a C++ "
               "compiler on CPU and falls back to eager with a warning when compiling fails.", True),
-    ParamSpec("cuda_graphs", True, "On CUDA, replay each frame's GPU work (both disparities, masks, point cloud) as one "
-              "CUDA graph per image size instead of launching its kernels one by one (the first frame of a size "
-              "captures it; with output.fusion sgbm two graphs, the network's and the rest, with SGBM on the CPU "
-              "while the first runs); falls back to eager with a warning when capturing fails. No effect on CPU.", True),
+    ParamSpec("cuda_graphs", True, "On CUDA, replay each frame's GPU work (both disparities, masks, point cloud) as two "
+              "CUDA graphs per image size, the network's and the rest (with output.fusion sgbm, SGBM runs on the CPU "
+              "while the first runs), instead of launching its kernels one by one (the first frame of a size "
+              "captures them); falls back to eager with a warning when capturing fails. No effect on CPU.", True),
     ParamSpec("precision", "fp32", "Network precision: fp32, or bf16 (bfloat16 autocast; for GPUs, slower on CPU). "
               "The published disparity is float32 either way.", True, choices=("fp32", "bf16")),
     ParamSpec("max_image_width", 0, "Images wider than this are rejected (pixels); 0 = by device: 1920 on CPU, 4096 "
