@@ -171,14 +171,12 @@ def source_shares(source: torch.Tensor, valid: torch.Tensor | None = None) -> di
         valid: optional ``(B, 1, H, W)`` bool: count only these pixels (e.g. the published ones).
     """
     check_tensor(source, "source", ("B", 1, "H", "W"), floating=False)
+    if valid is not None and (valid.shape != source.shape or valid.dtype != torch.bool):
+        raise ValueError(f"valid: expected a bool tensor of shape {tuple(source.shape)} like source, "
+                         f"got {valid.dtype} {tuple(valid.shape)}")
     codes = source.reshape(-1).long()
-    if valid is None:
-        counts, total = torch.bincount(codes, minlength=len(SOURCE_NAMES)), codes.numel()
-    else:  # counting with weights: a third of the time of indexing the valid pixels first
-        if valid.shape != source.shape or valid.dtype != torch.bool:
-            raise ValueError(f"valid: expected a bool tensor of shape {tuple(source.shape)} like source, "
-                             f"got {valid.dtype} {tuple(valid.shape)}")
-        weights = valid.reshape(-1).to(torch.float64)
-        counts, total = torch.bincount(codes, weights=weights, minlength=len(SOURCE_NAMES)), weights.sum()
-    total = max(float(total), 1.0)
+    # Counting with weights: a third of the time of indexing the valid pixels first.
+    weights = valid.reshape(-1).to(torch.float64) if valid is not None else None
+    counts = torch.bincount(codes, weights=weights, minlength=len(SOURCE_NAMES))
+    total = max(float(weights.sum()) if weights is not None else float(codes.numel()), 1.0)
     return {name: float(counts[code]) / total for code, name in enumerate(SOURCE_NAMES)}

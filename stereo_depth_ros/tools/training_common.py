@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..core.augmentation import jitter_views
 from ..core.network.config import ARCHITECTURES, AnyNetworkConfig, config_from_dict
 from ..core.network.model import StereoNetwork, build_network
-from ..core.network.weights import DEFAULT_WEIGHTS, WeightsError, load_model, load_weights
+from ..core.network.weights import DEFAULT_WEIGHTS, WeightsError, load_model
 from ..core.synthetic import generate_sample, get_domain
 
 __all__ = ["Dataset", "TrainingStages", "add_unlabeled_arguments", "build_model", "checkpoint_info", "command_line",
@@ -388,9 +388,9 @@ def check_network_arguments(p: argparse.ArgumentParser, args: argparse.Namespace
                 "(--network-config may change it, e.g. add a stage)")
     try:
         if args.init_weights is not None and args.network_config is not None:
-            args.network = extended_config(config_from_dict(load_weights(args.init_weights)[1]["config"]),
-                                           args.network_config)
-            extend_network(load_model(args.init_weights)[0], args.network)  # the weights must fit: checked now
+            base, _ = load_model(args.init_weights)
+            args.network = extended_config(base.config, args.network_config)
+            extend_network(base, args.network)  # the weights must fit: checked now
         else:
             args.network = network_config(args.architecture, args.network_config)
     except (ValueError, OSError, KeyError, WeightsError) as exc:

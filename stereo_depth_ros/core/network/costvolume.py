@@ -237,7 +237,7 @@ class CostVolumeNet(StereoNetwork):
         scores = self.aggregation(volume.flatten(1, 2), volume.mean(dim=1), f_left)
         disparity = soft_argmin(scores)
         pooled = [F.avg_pool2d(images, 2)]  # the images at levels 1, 2, ... (sizes are multiples of the stride)
-        while len(pooled) < top:
+        while len(pooled) < (top if c.context_level == top else top - 1):
             pooled.append(F.avg_pool2d(pooled[-1], 2))
         if c.context_level == top:
             disparity = self._context(disparity, features[top - 1], pooled[top - 1], batch, top)
