@@ -108,6 +108,27 @@ def test_breakdown_by_ground_truth_disparity(tmp_path: Path):
         ev.evaluate([Oracle(samples)], samples, None, progress=False, disparity_bands=(5, 1))
 
 
+def test_regions_split_each_backends_bad2_pixels_and_add_up_to_its_bad2(tmp_path: Path):
+    samples = tiny_samples(2)  # random GT: every pixel is next to a depth edge, no weak texture to speak of
+    occluded = np.zeros((24, 32), dtype=bool)
+    occluded[:, 20:] = True
+    samples[0] = ev.EvalSample(samples[0].left, samples[0].right, samples[0].disparity, focal=100.0, baseline=0.1,
+                               occlusion=occluded, name="s0")
+    report = ev.evaluate([HalfHoles(samples[0].disparity)], samples[:1], tmp_path, progress=False, warmup=False,
+                         save_images=False, regions=True)
+    counts = report["samples"][0]["regions"]
+    assert sum(counts["pixels"].values()) == 24 * 32 - 1  # the regions cover every GT pixel once
+    assert counts["pixels"]["occluded"] == 24 * 12
+    # HalfHoles leaves the left half empty (holes are errors) and is 0.5 px off on the right half:
+    # its bad-2 pixels are the left half's GT pixels, none of them occluded.
+    assert counts["bad2"]["half"]["occluded"] == 0
+    assert sum(counts["bad2"]["half"].values()) == 24 * 16 - 1
+    assert report["summary"]["half"]["all"]["bad2"] == pytest.approx(100 * (24 * 16 - 1) / (24 * 32 - 1))
+    assert report["regions"]["bad2"]["half"] == counts["bad2"]["half"]
+    assert "Where the bad-2 pixels are" in (tmp_path / "metrics.md").read_text()
+    assert "regions" not in ev.evaluate([Oracle(samples)], samples, None, progress=False)
+
+
 def test_evaluate_rejects_bad_input():
     samples = tiny_samples(1)
     with pytest.raises(ValueError, match="at least one backend"):

@@ -40,7 +40,9 @@ and the non-occluded bad-2 / EPE where a scene has an occlusion mask. Aggregates
 pixel-weighted over the whole data set. ``--exclude-occluded`` leaves occluded pixels out
 everywhere (KITTI "noc"). Runtime is the mean wall time per frame of the backend call (adaptation
 included for adapting arms; others after one untimed warm-up call). A second table breaks every
-backend's numbers down by ground-truth disparity (``--disparity-bands``, pixels).
+backend's numbers down by ground-truth disparity (``--disparity-bands``, pixels), and ``--regions``
+splits every backend's bad-2 pixels by where they are (occluded, depth edges, weak texture, the
+rest: :mod:`stereo_depth_ros.core.error_regions`).
 
 Output (``--output``, default ``eval_output/``): ``metrics.json`` (configuration, per-sample and
 summary metrics; NaN written as null), ``metrics.md`` (the tables, also printed at the end) and
@@ -65,6 +67,7 @@ import numpy as np
 from ..core.metrics import (DISPARITY_BANDS, DisparityEvaluation, aggregate, band_edges, evaluate_by_disparity,
                             evaluate_disparity, gt_valid_mask, prediction_valid_mask, sparsification)
 from ..core.datasets import EvalSample, load_folder_samples, read_disparity, read_image
+from ..core.error_regions import REGIONS, count_bad_by_region, error_regions
 from ..core.sgbm import SGBM_MODES, SgbmBackend
 
 __all__ = [
@@ -233,6 +236,7 @@ def evaluate(
     metadata: dict[str, Any] | None = None,
     disparity_bands: Sequence[float] | None = DISPARITY_BANDS,
     per_scene: bool = False,
+    regions: bool = False,
 ) -> dict[str, Any]:
     """Run every backend on every sample, compute the metrics and (optionally) write the reports.
 
@@ -255,6 +259,10 @@ def evaluate(
             (:func:`~stereo_depth_ros.core.metrics.evaluate_by_disparity`); ``None`` or empty skips it.
         per_scene: put the per-scene table (bad-2 of every method on every sample, and the median
             over samples) first in the Markdown: the real-scene yardstick.
+        regions: split every sample's bad-2 pixels of every backend into where they are
+            (:func:`~stereo_depth_ros.core.error_regions.error_regions`: occluded, depth edges, weak
+            texture, the rest); each sample report then holds ``regions`` (``pixels`` per region and
+            ``bad2`` per backend and region) and the report ``regions`` their sums over samples.
 
     Returns:
         The report: ``{"config", "methods", "summary", "samples", "backends", "table"}``;
@@ -342,6 +350,13 @@ def evaluate(
         if sample.occlusion is not None and not exclude_occluded:
             for name in names:
                 nocc[name] = evaluate_disparity(predictions[name], sample.disparity, mask=~sample.occlusion, **kwargs)
+        region_counts: dict[str, Any] | None = None
+        if regions:
+            masks = error_regions(sample.disparity, sample.left, sample.occlusion)
+            if base_mask is not None:
+                masks = {r: m & base_mask for r, m in masks.items()}
+            region_counts = {"pixels": {r: int(m.sum()) for r, m in masks.items()},
+                             "bad2": {n: count_bad_by_region(predictions[n], sample.disparity, masks) for n in names}}
         if edges:
             for name in names:
                 per_band[name].append(evaluate_by_disparity(predictions[name], sample.disparity, edges,
@@ -364,6 +379,7 @@ def evaluate(
             "runtime_ms": sample_times,
             "metrics": {m: evals[m].to_dict(include_sums=True) for m in methods},
             **({"metrics_nocc": {n: e.to_dict() for n, e in nocc.items()}} if nocc else {}),
+            **({"regions": region_counts} if region_counts is not None else {}),
             **({"sparsification": _sparsification(predictions, confidences, sample.disparity, reference)}
                if confidences else {}),
         })
@@ -405,6 +421,11 @@ def evaluate(
     }
     if any("sparsification" in r for r in sample_reports):
         report["sparsification"] = _sparsification_medians(sample_reports)
+    if regions:
+        report["regions"] = {
+            "pixels": {r: sum(s["regions"]["pixels"][r] for s in sample_reports) for r in REGIONS},
+            "bad2": {n: {r: sum(s["regions"]["bad2"][n][r] for s in sample_reports) for r in REGIONS} for n in names},
+        }
     if edges:
         total_pixels = sum(e.gt_pixels for e in per_method[names[0]])
         bands: dict[str, list[dict[str, Any]]] = {}
@@ -507,6 +528,31 @@ def scene_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def region_table(report: dict[str, Any]) -> str:
+    """Markdown: each backend's bad-2 on every sample and on all samples together, split by where
+    the pixels are (points of all GT pixels, so a row's regions add up to its total)."""
+    def row(label: str, name: str, pixels: dict[str, int], bad: dict[str, int]) -> str:
+        total = sum(pixels.values())
+        cells = [_fmt(100.0 * sum(bad.values()) / total if total else math.nan, 1)]
+        cells += [_fmt(100.0 * bad[r] / total if total else math.nan, 1) for r in REGIONS]
+        return f"| {label} | {name} | " + " | ".join(cells) + " |"
+
+    def shares(pixels: dict[str, int]) -> str:
+        total = sum(pixels.values())
+        return ", ".join(f"{r} {_fmt(100.0 * pixels[r] / total if total else math.nan, 0)} %" for r in REGIONS)
+
+    names = list(report["regions"]["bad2"])
+    lines = ["Where the bad-2 pixels are (points of all GT pixels, holes as errors; regions of "
+             "`core/error_regions.py`, in this order of precedence):", "",
+             "| scene | method | all | " + " | ".join(REGIONS) + " |", "|---|---|---|" + "---|" * len(REGIONS)]
+    for s in report["samples"]:
+        lines += [row(s["name"], n, s["regions"]["pixels"], s["regions"]["bad2"][n]) for n in names]
+    total = report["regions"]
+    lines += [row("**all scenes**", n, total["pixels"], total["bad2"][n]) for n in names]
+    lines += ["", f"Share of the GT pixels, all scenes: {shares(total['pixels'])} (each scene's in metrics.json)."]
+    return "\n".join(lines)
+
+
 def _fmt(value: Any, digits: int) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -569,6 +615,8 @@ def markdown_table(report: dict[str, Any]) -> str:
                           _fmt(b["density"], 1)]
             band_lines.append("| " + " | ".join(cells) + " |")
         notes += band_lines + [""]
+    if report.get("regions"):
+        notes += [region_table(report), ""]
     sparse = report.get("sparsification")
     if sparse:
         ref = sparse.get("reference")
@@ -655,6 +703,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "check: validity.left_right_check false), and the network alone with its validity masks, "
                         "two-pass (left-right check) and single-pass; see the density, the bad-2 on the trusted "
                         "pixels and the sparsification curve")
+    p.add_argument("--regions", action="store_true",
+                   help="also split every method's bad-2 pixels by where they are: occluded, near a depth edge, "
+                        "weakly textured, the rest (core/error_regions.py; a table in metrics.md)")
     p.add_argument("--seed", type=int, default=0, help="seed of the adaptation's block sampling (mad mode)")
     p.add_argument("--max-disparity", type=float, default=None,
                    help="SGBM search range (px); default: each scene's known range, else 192 * width / 640")
@@ -769,7 +820,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         samples, dataset = _samples(args)
         common = dict(exclude_occluded=args.exclude_occluded, max_depth=args.max_depth, save_images=not args.no_images,
-                      disparity_bands=args.disparity_bands, per_scene=args.dataset != "synthetic")
+                      disparity_bands=args.disparity_bands, per_scene=args.dataset != "synthetic",
+                      regions=args.regions)
         metadata = {"dataset": dataset, "argv": list(argv) if argv is not None else sys.argv[1:],
                     "weights": args.weights if args.backend == "network" else None,
                     "inference_scale": args.inference_scale, "adapt_steps": args.adapt_steps}
@@ -785,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             final = NetworkBackend(continual.model, args.device, args.inference_scale, name="continual_final")
             again = evaluate([backends[0], final], samples, args.output / "continual_final",
                              metadata={**metadata, "pass": "every scene with the continual arm's final weights"},
-                             **{**common, "disparity_bands": None})
+                             **{**common, "disparity_bands": None, "regions": False})
             report["continual_final"] = {"median": again["median"],
                                          "samples": [{"name": r["name"], "metrics": r["metrics"]} for r in again["samples"]]}
             table += ("\nAfter the continual pass, every scene again with its final weights (forgetting):\n\n"
