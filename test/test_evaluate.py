@@ -127,6 +127,8 @@ def test_regions_split_each_backends_bad2_pixels_and_add_up_to_its_bad2(tmp_path
     assert report["regions"]["bad2"]["half"] == counts["bad2"]["half"]
     assert "Where the bad-2 pixels are" in (tmp_path / "metrics.md").read_text()
     assert "regions" not in ev.evaluate([Oracle(samples)], samples, None, progress=False)
+    with pytest.raises(SystemExit):
+        ev.parse_args(["--regions", "--region-edge-px", "-1"])
 
 
 def test_evaluate_rejects_bad_input():

@@ -237,6 +237,7 @@ def evaluate(
     disparity_bands: Sequence[float] | None = DISPARITY_BANDS,
     per_scene: bool = False,
     regions: bool = False,
+    region_edge_px: int = 3,
 ) -> dict[str, Any]:
     """Run every backend on every sample, compute the metrics and (optionally) write the reports.
 
@@ -263,6 +264,8 @@ def evaluate(
             (:func:`~stereo_depth_ros.core.error_regions.error_regions`: occluded, depth edges, weak
             texture, the rest); each sample report then holds ``regions`` (``pixels`` per region and
             ``bad2`` per backend and region) and the report ``regions`` their sums over samples.
+        region_edge_px: with ``regions``, how far (4-connected steps, pixels) from a depth edge a
+            pixel counts as ``edges``.
 
     Returns:
         The report: ``{"config", "methods", "summary", "samples", "backends", "table"}``;
@@ -352,7 +355,7 @@ def evaluate(
                 nocc[name] = evaluate_disparity(predictions[name], sample.disparity, mask=~sample.occlusion, **kwargs)
         region_counts: dict[str, Any] | None = None
         if regions:
-            masks = error_regions(sample.disparity, sample.left, sample.occlusion)
+            masks = error_regions(sample.disparity, sample.left, sample.occlusion, edge_radius_px=region_edge_px)
             if base_mask is not None:
                 masks = {r: m & base_mask for r, m in masks.items()}
             region_counts = {"pixels": {r: int(m.sum()) for r, m in masks.items()},
@@ -423,6 +426,7 @@ def evaluate(
         report["sparsification"] = _sparsification_medians(sample_reports)
     if regions:
         report["regions"] = {
+            "edge_px": region_edge_px,
             "pixels": {r: sum(s["regions"]["pixels"][r] for s in sample_reports) for r in REGIONS},
             "bad2": {n: {r: sum(s["regions"]["bad2"][n][r] for s in sample_reports) for r in REGIONS} for n in names},
         }
@@ -543,7 +547,8 @@ def region_table(report: dict[str, Any]) -> str:
 
     names = list(report["regions"]["bad2"])
     lines = ["Where the bad-2 pixels are (points of all GT pixels, holes as errors; regions of "
-             "`core/error_regions.py`, in this order of precedence):", "",
+             f"`core/error_regions.py`, in this order of precedence; edges: within {report['regions']['edge_px']} px "
+             "of a depth edge):", "",
              "| scene | method | all | " + " | ".join(REGIONS) + " |", "|---|---|---|" + "---|" * len(REGIONS)]
     for s in report["samples"]:
         lines += [row(s["name"], n, s["regions"]["pixels"], s["regions"]["bad2"][n]) for n in names]
@@ -706,6 +711,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--regions", action="store_true",
                    help="also split every method's bad-2 pixels by where they are: occluded, near a depth edge, "
                         "weakly textured, the rest (core/error_regions.py; a table in metrics.md)")
+    p.add_argument("--region-edge-px", type=int, default=3, metavar="PX",
+                   help="with --regions: pixels this close to a depth edge (4-connected steps) count as edges; "
+                        "edge fattening reaches further than the default 3")
     p.add_argument("--seed", type=int, default=0, help="seed of the adaptation's block sampling (mad mode)")
     p.add_argument("--max-disparity", type=float, default=None,
                    help="SGBM search range (px); default: each scene's known range, else 192 * width / 640")
@@ -748,6 +756,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             p.error(f"--disparity-bands: {exc} (or none to skip the breakdown)")
     if not (args.max_depth > 0 and math.isfinite(args.max_depth)):
         p.error(f"--max-depth: expected a positive number, got {args.max_depth}")
+    if args.region_edge_px < 0:
+        p.error(f"--region-edge-px: expected pixels >= 0, got {args.region_edge_px}")
     return args
 
 
@@ -821,7 +831,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         samples, dataset = _samples(args)
         common = dict(exclude_occluded=args.exclude_occluded, max_depth=args.max_depth, save_images=not args.no_images,
                       disparity_bands=args.disparity_bands, per_scene=args.dataset != "synthetic",
-                      regions=args.regions)
+                      regions=args.regions, region_edge_px=args.region_edge_px)
         metadata = {"dataset": dataset, "argv": list(argv) if argv is not None else sys.argv[1:],
                     "weights": args.weights if args.backend == "network" else None,
                     "inference_scale": args.inference_scale, "adapt_steps": args.adapt_steps}
