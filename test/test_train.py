@@ -121,6 +121,22 @@ def test_near_fraction_is_recorded_and_checked(tmp_path):
             train.parse_args(bad)
 
 
+def test_edge_weight_changes_the_training_and_is_recorded_and_checked(tmp_path):
+    runs = {}
+    for name, extra in (("plain", []), ("edges", ["--edge-weight", "4", "--edge-radius", "8"])):
+        out = tmp_path / name / "w.safetensors"
+        assert train.main(COMMON + ["--steps", "2", "--output", str(out),
+                                    "--checkpoint", str(tmp_path / name / "c.safetensors")] + extra) == 0
+        runs[name] = (load_weights(out)[0], json.loads(out.with_suffix(".json").read_text()))
+    (plain, plain_meta), (edges, edges_meta) = runs["plain"], runs["edges"]
+    assert any(not torch.equal(plain[k], edges[k]) for k in plain)  # the same batches, another loss
+    assert plain_meta["edge_weight"] == {"weight": 1.0, "radius_px": 16}
+    assert edges_meta["edge_weight"] == {"weight": 4.0, "radius_px": 8}
+    for bad in (["--edge-weight", "0.5"], ["--edge-radius", "-2"]):
+        with pytest.raises(SystemExit):
+            train.parse_args(bad)
+
+
 def test_architecture_choice_is_trained_recorded_resumed_and_checked(tmp_path):
     from stereo_depth_ros.core.network import CostVolumeNet
     from stereo_depth_ros.core.network.weights import load_model

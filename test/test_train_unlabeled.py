@@ -216,3 +216,27 @@ def test_a_resumed_run_records_every_stage(tmp_path):
     first, second = meta["stages"]
     assert (first["from_step"], first["to_step"], second["from_step"], second["to_step"]) == (0, 2, 2, 4)
     assert "--resume" not in first["command"] and "--resume" in second["command"]
+
+
+def test_synthetic_loss_weighs_the_depth_edges_with_ground_truth_and_not_with_a_teacher():
+    import torch
+
+    from stereo_depth_ros.core.network.model import StereoOutput
+    from stereo_depth_ros.tools.train_unlabeled import synthetic_loss
+
+    gt = torch.full((1, 1, 16, 24), 10.0)
+    gt[..., 12:] = 30.0  # one depth edge between columns 11 and 12
+    prediction = gt + 3.0
+    prediction[..., 9:15] = gt[..., 9:15] + 0.5  # small errors in the band, large ones elsewhere
+    output = StereoOutput(disparity=prediction, levels={}, padded_size=(16, 24))
+    images = torch.zeros(1, 3, 16, 24)
+    plain, _ = synthetic_loss(output, images, images, gt, None, 192.0)
+    weighted, _ = synthetic_loss(output, images, images, gt, None, 192.0, (2, 4.0))
+    assert float(weighted) < float(plain)  # the band's small errors weigh 4x
+
+    class Teacher(torch.nn.Module):
+        def forward(self, left, right):
+            return StereoOutput(disparity=gt, levels={}, padded_size=(16, 24))
+
+    with_teacher, _ = synthetic_loss(output, images, images, torch.zeros_like(gt), Teacher(), 192.0, (2, 4.0))
+    assert float(with_teacher) == pytest.approx(float(plain))  # distillation keeps uniform weights

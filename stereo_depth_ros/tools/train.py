@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import torch
 from tqdm import tqdm
 
-from ..core.network.supervision import supervised_loss
+from ..core.network.supervision import edge_weights, supervised_loss
 from ..core.network.weights import atomic_write_bytes, save_weights
 from ..core.synthetic import split_seeds
 from .training_common import (Dataset, TrainingStages, build_model, checkpoint_info, command_line, generate_dataset,
@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       tuple(args.scale_range))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
             out = model(left, right)
-        loss, terms = supervised_loss(out, gt, torch.ones_like(gt, dtype=torch.bool), max_disp)
+        weights = edge_weights(gt, args.edge_radius, args.edge_weight) if args.edge_weight != 1.0 else None
+        loss, terms = supervised_loss(out, gt, torch.ones_like(gt, dtype=torch.bool), max_disp, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -147,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "steps": step,
         "batch_size": args.batch_size,
         "crop": list(args.crop),
+        "edge_weight": {"weight": args.edge_weight, "radius_px": args.edge_radius},
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "amp": bool(args.amp),
         "data_generation_seconds": round(data_seconds, 1),

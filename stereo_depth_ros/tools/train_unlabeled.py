@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from ..core.adaptation import AdaptationConfig, pull_towards
 from ..core.network.model import StereoOutput
-from ..core.network.supervision import supervised_loss
+from ..core.network.supervision import edge_weights, supervised_loss
 from ..core.network.weights import DEFAULT_WEIGHTS, atomic_write_bytes, load_model, save_weights
 from ..core.self_supervision import self_supervised_loss
 from ..core.sgbm import SgbmBackend
@@ -211,6 +211,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     history = [{"step": step, **validate()}]
     tqdm.write(f"[train] step {step}: validation {_short(history[-1])}", file=sys.stderr)
     max_disp = float(model.config.max_disparity)
+    edge = (args.edge_radius, args.edge_weight)
     crop = tuple(args.crop)
     model.train()
     train_started = time.time()
@@ -234,7 +235,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         if n_synthetic == args.batch_size:
             left, right, gt = make_batch(synthetic, step, args.seed, args.batch_size, crop, device,
                                          tuple(args.scale_range))
-            loss, terms = synthetic_loss(model(left, right), left, right, gt, teacher, max_disp)
+            loss, terms = synthetic_loss(model(left, right), left, right, gt, teacher, max_disp, edge)
             kind = "synthetic"
         elif n_synthetic:  # one forward pass over real + synthetic crops, the sum of both losses
             left, right, labels = make_unlabeled_batch(data, step, args.seed, args.batch_size - n_synthetic, crop, device)
@@ -243,7 +244,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             output = model(torch.cat([left, s_left]), torch.cat([right, s_right]))
             real = len(left)
             loss, terms, _ = self_supervised_loss(output.disparity[:real], left, right, config, labels)
-            s_loss, _ = synthetic_loss(output.select(slice(real, None)), s_left, s_right, gt, teacher, max_disp)
+            s_loss, _ = synthetic_loss(output.select(slice(real, None)), s_left, s_right, gt, teacher, max_disp, edge)
             loss = loss + s_loss
             kind = "real + synthetic"
         else:
@@ -318,7 +319,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def synthetic_loss(output: StereoOutput, left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor,
-                   teacher: torch.nn.Module | None, max_disparity: float) -> tuple[torch.Tensor, dict[str, float]]:
+                   teacher: torch.nn.Module | None, max_disparity: float,
+                   edge: tuple[int, float] = (16, 1.0)) -> tuple[torch.Tensor, dict[str, float]]:
     """The supervised loss on synthetic crops: against their ground truth, or, given a frozen
     ``teacher`` (the initial network), against its prediction (distillation).
 
@@ -327,11 +329,16 @@ def synthetic_loss(output: StereoOutput, left: torch.Tensor, right: torch.Tensor
         gt: ``(B, 1, H, W)`` ground-truth disparity in pixels (unused with a teacher).
         teacher: frozen network whose disparity becomes the target, or ``None``.
         max_disparity: targets above this (pixels) are ignored.
+        edge: ``(radius_px, weight)`` of :func:`~stereo_depth_ros.core.network.supervision.edge_weights`
+            around the ground truth's depth edges (weight 1: every pixel alike; not with a teacher).
     """
+    weights = None
     if teacher is not None:
         with torch.no_grad():
             gt = teacher(left, right).disparity
-    return supervised_loss(output, gt, torch.ones_like(gt, dtype=torch.bool), max_disparity)
+    elif edge[1] != 1.0:
+        weights = edge_weights(gt, edge[0], edge[1])
+    return supervised_loss(output, gt, torch.ones_like(gt, dtype=torch.bool), max_disparity, weights)
 
 
 def _synthetic_in_batch(step: int, batch_size: int, fraction: float) -> int:

@@ -461,6 +461,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="shrink each training crop by a factor drawn from [LOW, HIGH] (a larger region resized to "
                         "the crop, disparity scaled): finer structures and smaller disparities than the renders have; "
                         "1 1 = plain crops")
+    p.add_argument("--edge-weight", type=float, default=1.0, metavar="W",
+                   help="synthetic ground truth: pixels near a depth edge weigh W in the supervised loss (1 = every "
+                        "pixel alike): the network spreads the foreground's disparity onto the background there")
+    p.add_argument("--edge-radius", type=int, default=16, metavar="PX",
+                   help="with --edge-weight: the band's reach around each depth edge, pixels of the crop")
     p.add_argument("--data-seed", type=int, default=0, help="offsets the train/val seed lists")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch sampling")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
@@ -483,6 +488,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--resume: no checkpoint at {args.checkpoint}")
     if not 0.0 < args.scale_range[0] <= args.scale_range[1] <= 1.0:
         p.error(f"--scale-range: expected 0 < LOW <= HIGH <= 1, got {args.scale_range[0]:g} {args.scale_range[1]:g}")
+    if not args.edge_weight >= 1.0:
+        p.error(f"--edge-weight: expected a weight >= 1, got {args.edge_weight:g}")
+    if args.edge_radius < 0:
+        p.error(f"--edge-radius: expected pixels >= 0, got {args.edge_radius}")
     if not 0.0 <= args.near_fraction <= 1.0:
         p.error(f"--near-fraction: expected a fraction in [0, 1], got {args.near_fraction}")
     try:
