@@ -121,6 +121,13 @@ def test_near_fraction_is_recorded_and_checked(tmp_path):
             train.parse_args(bad)
 
 
+def test_default_checkpoints_of_runs_with_different_outputs_do_not_collide():
+    a = train.parse_args(["--output", "runs/a.safetensors"])
+    b = train.parse_args(["--output", "other/b.safetensors"])
+    assert a.checkpoint.name == "a_checkpoint.safetensors" and b.checkpoint.name == "b_checkpoint.safetensors"
+    assert train.parse_args(["--checkpoint", "c.safetensors"]).checkpoint.name == "c.safetensors"
+
+
 def test_edge_weight_changes_the_training_and_is_recorded_and_checked(tmp_path):
     runs = {}
     for name, extra in (("plain", []), ("edges", ["--edge-weight", "4", "--edge-radius", "8"])):

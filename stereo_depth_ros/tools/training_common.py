@@ -433,7 +433,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=None,
                    help="final weights (.safetensors + .json sidecar); default: the shipped weights' file, or "
                         "train_output/finetuned.safetensors with --unlabeled")
-    p.add_argument("--checkpoint", type=Path, default=Path("train_output/checkpoint.safetensors"))
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="the resumable checkpoint (weights, optimiser, step); default: "
+                        "train_output/<output's name>_checkpoint.safetensors, so that runs with different --output "
+                        "beside each other keep their own")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--init-weights", type=Path, default=None,
                    help="start from these network weights (fine-tuning) instead of a random initialisation")
@@ -484,6 +487,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     check_network_arguments(p, args)
     if args.output is None:
         args.output = Path("train_output/finetuned.safetensors") if args.unlabeled else DEFAULT_WEIGHTS
+    if args.checkpoint is None:
+        args.checkpoint = Path("train_output") / f"{args.output.stem}_checkpoint.safetensors"
     if args.unlabeled and args.resume and not args.checkpoint.is_file():
         p.error(f"--resume: no checkpoint at {args.checkpoint}")
     if not 0.0 < args.scale_range[0] <= args.scale_range[1] <= 1.0:
