@@ -18,6 +18,7 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "training" / "costvolume_obje
 FINETUNED = CHECKPOINT.with_name("costvolume_finetuned.safetensors")
 FINETUNED_STAGE5 = CHECKPOINT.with_name("costvolume_finetuned_stage5.safetensors")
 FINETUNED_STAGE6 = CHECKPOINT.with_name("costvolume_finetuned_stage6.safetensors")
+FINETUNED_STAGE7 = CHECKPOINT.with_name("costvolume_finetuned_stage7.safetensors")
 
 
 def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
@@ -33,7 +34,8 @@ def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
     assert "Motorcycle" in sidecar["data"]["excluded"] and "KITTI raw" in sidecar["data"]["excluded"]
 
 
-@pytest.mark.parametrize("path", [FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6], ids=["shipped", "stage5", "stage6"])
+@pytest.mark.parametrize("path", [FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6, FINETUNED_STAGE7],
+                         ids=["shipped", "stage5", "stage6", "stage7"])
 def test_the_fine_tuned_checkpoint_names_every_stage_and_source(path):
     model, meta = load_model(path)
     assert isinstance(model, CostVolumeNet)
@@ -49,8 +51,8 @@ def test_the_fine_tuned_checkpoint_names_every_stage_and_source(path):
     assert all(name in sidecar["excluded"] for name in ("Art", "Cones", "Tsukuba", "Venus", "Motorcycle", "KITTI raw"))
 
 
-@pytest.mark.parametrize("path", [CHECKPOINT, FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6],
-                         ids=["pretrained", "finetuned", "finetuned_stage5", "finetuned_stage6"])
+@pytest.mark.parametrize("path", [CHECKPOINT, FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6, FINETUNED_STAGE7],
+                         ids=["pretrained", "finetuned", "finetuned_stage5", "finetuned_stage6", "finetuned_stage7"])
 @pytest.mark.parametrize("shift", [6, 12, 20])
 def test_the_checkpoint_finds_a_known_shift(path, shift):
     """A random texture and its copy shifted by ``shift`` pixels: the disparity is that shift."""
