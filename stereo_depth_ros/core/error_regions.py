@@ -21,19 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import gt_valid_mask, prediction_valid_mask
+from .metrics import _check_map, gt_valid_mask, prediction_valid_mask
 
 __all__ = ["REGIONS", "error_regions", "count_bad_by_region"]
 
 REGIONS = ("occluded", "edges", "weak_texture", "rest")
-
-
-def _check_map(x: object, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-    if not isinstance(x, np.ndarray) or x.ndim != 2 or (shape is not None and x.shape != shape):
-        got = f"shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-        want = f"{shape}" if shape is not None else "(H, W)"
-        raise ValueError(f"{name}: expected a numpy array of shape {want}, got {got}")
-    return x
 
 
 def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
@@ -97,11 +89,10 @@ def error_regions(
     if not isinstance(image, np.ndarray) or image.shape[:2] != shape or image.ndim not in (2, 3):
         got = f"shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"image: expected an (H, W) or (H, W, C) array with (H, W) = {shape}, got {got}")
-    if occlusion is not None and not (isinstance(occlusion, np.ndarray) and occlusion.dtype == np.bool_):
-        got = f"{occlusion.dtype} array" if isinstance(occlusion, np.ndarray) else type(occlusion).__name__
+    if occlusion is not None and not (isinstance(occlusion, np.ndarray) and occlusion.dtype == np.bool_
+                                      and occlusion.shape == shape):
+        got = f"{occlusion.dtype} {occlusion.shape}" if isinstance(occlusion, np.ndarray) else type(occlusion).__name__
         raise ValueError(f"occlusion: expected a boolean numpy array of shape {shape}, got {got}")
-    if occlusion is not None:
-        _check_map(occlusion, "occlusion", shape)
     if not edge_jump_px > 0:
         raise ValueError(f"edge_jump_px: expected a positive number of pixels, got {edge_jump_px!r}")
     if isinstance(edge_radius_px, bool) or not isinstance(edge_radius_px, int) or edge_radius_px < 0:
@@ -158,10 +149,11 @@ def count_bad_by_region(
         raise ValueError(f"threshold_px: expected a positive number of pixels, got {threshold_px!r}")
     with np.errstate(invalid="ignore"):
         bad = ~prediction_valid_mask(pred) | (np.abs(pred.astype(np.float64) - gt.astype(np.float64)) > threshold_px)
+    bad &= gt_valid_mask(gt)
     out = {}
     for name, mask in regions.items():
         if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == gt.shape):
             got = f"{mask.dtype} {mask.shape}" if isinstance(mask, np.ndarray) else type(mask).__name__
             raise ValueError(f"regions[{name!r}]: expected a boolean array of shape {gt.shape}, got {got}")
-        out[name] = int((bad & mask & gt_valid_mask(gt)).sum())
+        out[name] = int((bad & mask).sum())
     return out
