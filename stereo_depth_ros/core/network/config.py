@@ -145,6 +145,13 @@ class CostVolumeConfig:
             convolutions cannot. Its output starts at zero, so weights without it load unchanged.
         context_channels: channels of the context stage.
         context_dilations: dilation of each of its 3x3 convolutions.
+        hypothesis_level: 0 (none), or a finer level ``output_level..volume_level - 1`` where, before
+            its residual decoder, a selector chooses per pixel among the upsampled disparity and the
+            smallest and largest disparity within ``hypothesis_radius`` pixels, by how well each
+            matches (:class:`~.hypotheses.HypothesisSelector`): a way across the depth edges that
+            the volume fattens. It starts as (nearly) the identity, so it can be added to trained weights.
+        hypothesis_radius: the neighbourhood's half side, pixels of ``hypothesis_level``.
+        hypothesis_channels: hidden channels of the selector.
     """
 
     max_disparity: int = 192
@@ -159,6 +166,9 @@ class CostVolumeConfig:
     context_level: int = 0
     context_channels: int = 32
     context_dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1)
+    hypothesis_level: int = 0
+    hypothesis_radius: int = 8
+    hypothesis_channels: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
     architecture: str = "costvolume"
 
@@ -200,6 +210,13 @@ class CostVolumeConfig:
                 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.context_dilations)):
             raise ValueError(f"context_dilations: expected a non-empty tuple of positive integers, "
                              f"got {self.context_dilations!r}")
+        if self.hypothesis_level != 0 and not self.output_level <= self.hypothesis_level < self.volume_level:
+            raise ValueError(f"hypothesis_level: expected 0 (none) or a level {self.output_level}.."
+                             f"{self.volume_level - 1} (below the volume), got {self.hypothesis_level!r}")
+        for name in ("hypothesis_radius", "hypothesis_channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
     @property
     def search(self) -> int:

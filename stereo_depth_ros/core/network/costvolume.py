@@ -28,6 +28,11 @@ Its output starts at zero, so it can be added to trained weights and trained on 
 level 2 (3500 steps beside a plain run, docs/pretraining.md): no better than the plain run, on
 occluded pixels or elsewhere.
 
+Optionally (``hypothesis_level``, off by default) a :class:`~.hypotheses.HypothesisSelector` at one
+finer level chooses, before that level's decoder, among the upsampled disparity and the smallest and
+largest disparity of its neighbourhood, by how well each matches: a way across the depth edges that
+the 1/8 volume fattens, which no ``±r`` residual search reaches.
+
 No BatchNorm (batch-1 online updates stay safe). Each level's feature stage and its head
 (aggregation at ``V``, residual decoder below, and the context stage at its level) form one MAD
 block (:meth:`CostVolumeNet.blocks`), as in the MADNet-style network.
@@ -45,6 +50,7 @@ from ..checks import check_tensor
 from ..warping import warp_right_to_left
 from .base import StereoNetwork, StereoOutput, prepare_images
 from .config import CostVolumeConfig
+from .hypotheses import HypothesisSelector
 from .layers import DisparityDecoder, FeaturePyramid, Refinement, correlation
 
 __all__ = ["CostAggregation", "CostVolumeNet", "InvertedResidual", "groupwise_correlation", "soft_argmin"]
@@ -178,6 +184,10 @@ class CostVolumeNet(StereoNetwork):
             self.context = Refinement(c.feature_channels[c.context_level - 1] + 1 + 6, c.context_channels,
                                       c.context_dilations)
             nn.init.zeros_(self.context.head.weight)  # starts as the identity: weights without it load unchanged
+        self.hypotheses: HypothesisSelector | None = None
+        if c.hypothesis_level:
+            self.hypotheses = HypothesisSelector(c.feature_channels[c.hypothesis_level - 1], c.hypothesis_channels,
+                                                 c.hypothesis_radius)
 
     # ------------------------------------------------------------------ structure
     def blocks(self) -> "OrderedDict[str, list[nn.Module]]":
@@ -192,6 +202,8 @@ class CostVolumeNet(StereoNetwork):
             groups["level2"].insert(0, self.features.levels[0])
         if self.context is not None:
             groups[f"level{c.context_level}"].append(self.context)
+        if self.hypotheses is not None:
+            groups[f"level{c.hypothesis_level}"].append(self.hypotheses)
         return groups
 
     # ------------------------------------------------------------------ forward
@@ -246,10 +258,12 @@ class CostVolumeNet(StereoNetwork):
             f_left, f_right = features[level - 1][:batch], features[level - 1][batch:]
             image_left, image_right = pooled[level - 1][:batch], pooled[level - 1][batch:]
             up = F.interpolate(disparity, scale_factor=2, mode="bilinear", align_corners=False) * 2
+            scale = c.max_disparity / (2**level)  # conditions the disparity input to ~[0, 1]
+            if c.hypothesis_level == level:
+                up = self.hypotheses(up, f_left, f_right, image_left, image_right, scale)
             warped, _ = warp_right_to_left(f_right, up.to(f_right.dtype), padding_mode="zeros")
             cost = correlation(f_left, warped, -c.correlation_radius, c.correlation_radius)
             recon, _ = warp_right_to_left(image_right, up.to(image_right.dtype), padding_mode="border")
-            scale = c.max_disparity / (2**level)  # conditions the disparity input to ~[0, 1]
             inputs = torch.cat([cost, f_left, up / scale, image_left, (image_left - recon).abs()], dim=1)
             disparity = up + self.decoders[f"level{level}"](inputs)
             if c.context_level == level:
