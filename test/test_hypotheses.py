@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from stereo_depth_ros.core.network import CostVolumeConfig, CostVolumeNet
+from stereo_depth_ros.core.network.base import HypothesisChoice
 from stereo_depth_ros.core.network.hypotheses import HypothesisSelector, neighbourhood_hypotheses
-from stereo_depth_ros.core.network.supervision import supervised_loss
+from stereo_depth_ros.core.network.supervision import hypothesis_loss, supervised_loss
 from stereo_depth_ros.core.network.weights import load_model, save_weights
 
 
@@ -69,9 +70,40 @@ def test_selector_starts_near_the_identity_learns_and_is_part_of_its_levels_bloc
     assert len(seen) == len(set(seen)) == len(list(with_selector.parameters()))
     gt = torch.full((1, 1, 64, 128), 16.0)
     gt[..., 40:] = 4.0
-    loss, _ = supervised_loss(with_selector.train()(left, right), gt, torch.ones_like(gt, dtype=torch.bool), 192.0)
+    output = with_selector.train()(left, right)
+    assert output.hypotheses is not None and output.hypotheses.level == level
+    assert output.select(slice(0, 1)).hypotheses.logits.shape == output.hypotheses.logits.shape
+    loss, terms = supervised_loss(output, gt, torch.ones_like(gt, dtype=torch.bool), 192.0)
+    assert terms["hypotheses"] > 0  # the edge at column 40 makes the hypotheses differ there
     loss.backward()
     assert with_selector.hypotheses.head.weight.grad.abs().max() > 0
+    assert "hypotheses" not in supervised_loss(plain(left, right), gt, torch.ones_like(gt, dtype=torch.bool), 192.0)[1]
+
+
+def test_hypothesis_loss_targets_the_hypothesis_nearest_the_ground_truth():
+    """Level 1 (stride 2) of a 4x8 input: the ground truth is sampled at each level pixel's centre and
+    halved; the target is the nearest hypothesis where they spread by more than 1 px; a selector
+    sure of the wrong one has a large loss and a gradient, sure of the right one almost none."""
+    truth = torch.full((1, 1, 4, 8), 6.0)  # 3 px at level 1
+    truth[..., 4:] = 20.0  # 10 px at level 1
+    candidates = torch.stack([torch.full((2, 4), 10.0), torch.full((2, 4), 3.0), torch.full((2, 4), 10.0)])[None]
+    candidates[0, :, :, :1] = 3.0  # the first column: all three agree, not scored
+    mask = torch.ones_like(truth, dtype=torch.bool)
+    right = torch.zeros(1, 3, 2, 4)
+    right[:, 1, :, :2] = 20.0  # the minimum (3 px) where the truth is 3 px
+    right[:, 0, :, 2:] = 20.0  # the given one (10 px) where it is 10 px
+    wrong = torch.zeros(1, 3, 2, 4, requires_grad=True)
+    with torch.no_grad():
+        wrong[:, 0] = 20.0  # sure of the given one everywhere: wrong in column 1
+    low = hypothesis_loss(HypothesisChoice(1, right, candidates), truth, mask, (4, 8))
+    high = hypothesis_loss(HypothesisChoice(1, wrong, candidates), truth, mask, (4, 8))
+    assert float(low) < 1e-6 and float(high.detach()) > 3.0  # column 1 of 3 scored columns: ~20 / 3
+    high.backward()
+    assert float(wrong.grad[0, 1, :, 1].min()) < -0.1  # pushes the minimum up where it is right
+    none = hypothesis_loss(HypothesisChoice(1, right, torch.full((1, 3, 2, 4), 5.0)), truth, mask, (4, 8))
+    assert float(none) == 0.0
+    with pytest.raises(ValueError, match="level 1"):
+        hypothesis_loss(HypothesisChoice(1, right, candidates), truth, mask, (8, 8))
 
 
 def test_selector_learns_to_cross_a_fattened_edge():
@@ -119,7 +151,7 @@ def _fattened_edge_errors(matching: bool, steps: int = 150, lr: float = 1e-3) ->
 
     left_f, right_f = patches(left_t), patches(right_t)
     selector = HypothesisSelector(feature_channels=75, channels=16, radius=radius)
-    run = lambda: selector(given_t, left_f, right_f, left_t, right_t, 16.0)  # noqa: E731
+    run = lambda: selector(given_t, left_f, right_f, left_t, right_t, 16.0)[0]  # noqa: E731
     with torch.no_grad():
         assert float((run() - target).abs()[0, 0][torch.from_numpy(band)].mean()) > 5.0  # starts near the given one
     optimizer = torch.optim.Adam(selector.parameters(), lr=lr)

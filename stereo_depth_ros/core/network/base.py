@@ -18,10 +18,28 @@ import torch.nn.functional as F
 
 from ..checks import check_same_batch_and_size, check_tensor
 
-__all__ = ["StereoNetwork", "StereoOutput", "prepare_images"]
+__all__ = ["HypothesisChoice", "StereoNetwork", "StereoOutput", "prepare_images"]
 
 _MEAN = 0.45
 _STD = 0.225
+
+
+@dataclass
+class HypothesisChoice:
+    """What a :class:`~.hypotheses.HypothesisSelector` chose among, for a loss on the choice itself.
+
+    Attributes:
+        level: the level it ran at.
+        logits: ``(B, K, h, w)`` its scores of the ``K`` hypotheses (before the softmax).
+        candidates: ``(B, K, h, w)`` the hypotheses, disparities in pixels of that level.
+    """
+
+    level: int
+    logits: torch.Tensor
+    candidates: torch.Tensor
+
+    def select(self, items: slice) -> "HypothesisChoice":
+        return HypothesisChoice(self.level, self.logits[items], self.candidates[items])
 
 
 @dataclass
@@ -35,17 +53,20 @@ class StereoOutput:
             clamping. Which levels exist depends on the architecture (MADNet-style: 1..6; the
             cost-volume network: 1..3).
         padded_size: ``(H_p, W_p)``.
+        hypotheses: the hypothesis selector's choice (networks with one), else ``None``.
     """
 
     disparity: torch.Tensor
     levels: dict[int, torch.Tensor]
     padded_size: tuple[int, int]
+    hypotheses: HypothesisChoice | None = None
 
     def select(self, items: slice) -> "StereoOutput":
         """The output of the batch items ``items`` (a slice of ``B``): every tensor sliced alike."""
         if not isinstance(items, slice):
             raise ValueError(f"items: expected a slice of the batch, got {type(items).__name__}")
-        return StereoOutput(self.disparity[items], {k: v[items] for k, v in self.levels.items()}, self.padded_size)
+        return StereoOutput(self.disparity[items], {k: v[items] for k, v in self.levels.items()}, self.padded_size,
+                            None if self.hypotheses is None else self.hypotheses.select(items))
 
     def level_at_full_resolution(self, level: int, height: int, width: int) -> torch.Tensor:
         """Level ``level``'s disparity upsampled to the input size, in full-resolution pixels ``(B, 1, H, W)``."""

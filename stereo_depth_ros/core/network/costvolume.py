@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from ..checks import check_tensor
 from ..warping import warp_right_to_left
-from .base import StereoNetwork, StereoOutput, prepare_images
+from .base import HypothesisChoice, StereoNetwork, StereoOutput, prepare_images
 from .config import CostVolumeConfig
 from .hypotheses import HypothesisSelector
 from .layers import DisparityDecoder, FeaturePyramid, Refinement, correlation
@@ -254,13 +254,15 @@ class CostVolumeNet(StereoNetwork):
         if c.context_level == top:
             disparity = self._context(disparity, features[top - 1], pooled[top - 1], batch, top)
         levels: dict[int, torch.Tensor] = {top: disparity}
+        choice: HypothesisChoice | None = None
         for level in range(top - 1, c.output_level - 1, -1):
             f_left, f_right = features[level - 1][:batch], features[level - 1][batch:]
             image_left, image_right = pooled[level - 1][:batch], pooled[level - 1][batch:]
             up = F.interpolate(disparity, scale_factor=2, mode="bilinear", align_corners=False) * 2
             scale = c.max_disparity / (2**level)  # conditions the disparity input to ~[0, 1]
             if c.hypothesis_level == level:
-                up = self.hypotheses(up, f_left, f_right, image_left, image_right, scale)
+                up, logits, candidates = self.hypotheses(up, f_left, f_right, image_left, image_right, scale)
+                choice = HypothesisChoice(level, logits, candidates)
             warped, _ = warp_right_to_left(f_right, up.to(f_right.dtype), padding_mode="zeros")
             cost = correlation(f_left, warped, -c.correlation_radius, c.correlation_radius)
             recon, _ = warp_right_to_left(image_right, up.to(image_right.dtype), padding_mode="border")
@@ -272,4 +274,4 @@ class CostVolumeNet(StereoNetwork):
         factor = 2**c.output_level
         full = F.interpolate(disparity, scale_factor=factor, mode="bilinear", align_corners=False) * factor
         full = full[..., :height, :width].clamp(min=0.0)
-        return StereoOutput(disparity=full, levels=levels, padded_size=(height + pad_h, width + pad_w))
+        return StereoOutput(disparity=full, levels=levels, padded_size=(height + pad_h, width + pad_w), hypotheses=choice)

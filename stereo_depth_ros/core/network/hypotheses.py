@@ -63,7 +63,10 @@ class HypothesisSelector(nn.Module):
     ``forward(disparity, left_features, right_features, left_image, right_image, scale)``:
     ``(B, 1, h, w)`` disparity (pixels of the level), ``(B, C, h, w)`` features of both views,
     ``(B, 3, h, w)`` images of both views at that level and ``scale`` (the level's largest
-    disparity, to condition the inputs) -> ``(B, 1, h, w)`` disparity.
+    disparity, to condition the inputs) -> ``(disparity, logits, candidates)``: the ``(B, 1, h, w)``
+    disparity, and the ``(B, 3, h, w)`` scores and hypotheses it came from (for
+    :func:`~.supervision.hypothesis_loss`: trained through the disparity alone, the selector learns
+    to keep the given disparity everywhere before it learns to read the evidence).
 
     Args:
         feature_channels: ``C``.
@@ -98,7 +101,8 @@ class HypothesisSelector(nn.Module):
                           (left_image - recon).abs().mean(dim=1, keepdim=True)], dim=1)
 
     def forward(self, disparity: torch.Tensor, left_features: torch.Tensor, right_features: torch.Tensor,
-                left_image: torch.Tensor, right_image: torch.Tensor, scale: float) -> torch.Tensor:
+                left_image: torch.Tensor, right_image: torch.Tensor,
+                scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         candidates = neighbourhood_hypotheses(disparity, self.radius)
         views = (left_features, right_features, left_image, right_image)
         given = self._scores(disparity, *views)
@@ -107,5 +111,5 @@ class HypothesisSelector(nn.Module):
             candidate = candidates[:, k : k + 1]
             inputs += [(self._scores(candidate, *views) - given) * self.evidence_gain, (candidate - disparity) / scale]
         inputs += [left_features, disparity / scale, left_image]
-        weights = torch.softmax(self.head(self.body(torch.cat(inputs, dim=1))), dim=1)
-        return (weights * candidates).sum(dim=1, keepdim=True)
+        logits = self.head(self.body(torch.cat(inputs, dim=1)))
+        return (torch.softmax(logits, dim=1) * candidates).sum(dim=1, keepdim=True), logits, candidates
