@@ -201,3 +201,22 @@ def test_init_weights_with_a_stage_added_keeps_every_weight(tmp_path):
     for bad in ('{"groups": 4}', '{"architecture": "madnet"}', '{"context_level": 5}'):
         with pytest.raises(SystemExit):
             train.parse_args(COMMON + ["--init-weights", str(base), "--network-config", bad])
+
+
+def test_init_weights_with_a_hypothesis_selector_trains_it_on_its_choice(tmp_path):
+    """--network-config '{"hypothesis_level": 2}' on trained weights: the selector is added, trained
+    (the cross-entropy on its choice reaches it) and recorded in the sidecar."""
+    from stereo_depth_ros.core.network.hypotheses import HypothesisSelector
+    from stereo_depth_ros.core.network.weights import load_model
+
+    base = tmp_path / "base.safetensors"
+    assert train.main(COMMON + ["--steps", "1", "--architecture", "costvolume", "--output", str(base),
+                                "--checkpoint", str(tmp_path / "c0.safetensors")]) == 0
+    out = tmp_path / "hyp.safetensors"
+    assert train.main(COMMON + ["--steps", "2", "--init-weights", str(base), "--network-config", '{"hypothesis_level": 2}',
+                                "--output", str(out), "--checkpoint", str(tmp_path / "c1.safetensors")]) == 0
+    trained, meta = load_model(out)
+    assert meta["config"]["hypothesis_level"] == 2 and isinstance(trained.hypotheses, HypothesisSelector)
+    fresh = HypothesisSelector(trained.config.feature_channels[1], trained.config.hypothesis_channels,
+                               trained.config.hypothesis_radius)
+    assert not torch.equal(trained.hypotheses.head.bias, fresh.head.bias)  # moved from its initial choice
