@@ -39,6 +39,7 @@ class HypothesisChoice:
     candidates: torch.Tensor
 
     def select(self, items: slice) -> "HypothesisChoice":
+        """The choice of the batch items ``items`` (a slice of ``B``)."""
         return HypothesisChoice(self.level, self.logits[items], self.candidates[items])
 
 

@@ -149,7 +149,8 @@ class CostVolumeConfig:
             its residual decoder, a selector chooses per pixel among the upsampled disparity and the
             smallest and largest disparity within ``hypothesis_radius`` pixels, by how well each
             matches (:class:`~.hypotheses.HypothesisSelector`): a way across the depth edges that
-            the volume fattens. It starts as (nearly) the identity, so it can be added to trained weights.
+            the volume fattens. It starts with 91 % of the weight on the upsampled disparity (all of it where
+            the three agree), so it can be added to trained weights.
         hypothesis_radius: the neighbourhood's half side, pixels of ``hypothesis_level``.
         hypothesis_channels: hidden channels of the selector.
     """
