@@ -1,6 +1,6 @@
 """The checkpoints kept in training/: the pretrained and the fine-tuned cost-volume networks (the
-shipped weights are a copy of ``costvolume_finetuned_stage7``). Each loads through its sidecar as the cost-volume network, says how it was made and from
-what, and has learned to match."""
+shipped weights are a copy of ``costvolume_finetuned_stage7``). Each loads through its sidecar as the
+cost-volume network, says how it was made and from what, and has learned to match."""
 
 from __future__ import annotations
 
