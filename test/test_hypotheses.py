@@ -24,6 +24,10 @@ def test_hypotheses_are_the_disparity_and_its_windows_extremes():
     assert torch.all(largest[:, 7:] == 12.0) and torch.all(largest[:, :7] <= 7.0)  # the foreground, 3 px out
     assert torch.all(smallest[:, :13] == 4.0) and torch.all(smallest[:, 13:] == 12.0)  # the background, 3 px in
     assert largest[4, 0] == 7.0 and largest[0, 0] == 4.0 and largest[1, 5] == 7.0 and largest[0, 6] == 4.0
+    noise = torch.rand(2, 1, 23, 31, generator=torch.Generator().manual_seed(3)) * 50.0  # separable = square pooling
+    square = torch.nn.functional.max_pool2d(noise, 11, stride=1, padding=5)
+    assert torch.equal(neighbourhood_hypotheses(noise, 5)[:, 2:], square)
+    assert torch.equal(neighbourhood_hypotheses(noise, 5)[:, 1:2], -torch.nn.functional.max_pool2d(-noise, 11, 1, 5))
     with pytest.raises(ValueError, match="radius"):
         neighbourhood_hypotheses(disparity, 0)
     with pytest.raises(ValueError, match="disparity"):

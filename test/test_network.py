@@ -7,7 +7,7 @@ import torch
 from stereo_depth_ros.core.metrics import aggregate, evaluate_disparity
 from stereo_depth_ros.core.network import NetworkConfig, StereoNet
 from stereo_depth_ros.core.network.estimator import StereoEstimator, image_to_tensor
-from stereo_depth_ros.core.network.layers import correlation
+from stereo_depth_ros.core.network.layers import correlation, unit_channels
 from stereo_depth_ros.core.network.supervision import supervised_loss
 from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS, WeightsError, load_model, load_weights, save_weights
 from stereo_depth_ros.core.sgbm import SgbmBackend
@@ -64,6 +64,21 @@ def test_correlation_peaks_at_the_true_shift():
     torch.testing.assert_close(cost[:, 3, :, 5:], torch.ones(1, 4, 15))  # cosine similarity of equal vectors
     with pytest.raises(ValueError, match="min_shift <= max_shift"):
         correlation(left, right, 2, 1)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_unit_channels_is_torchs_normalize_with_finite_gradients_at_zero(dim):
+    gen = torch.Generator().manual_seed(2)
+    features = torch.randn(2, 4, 8, 6, 7, generator=gen) * 5.0
+    features[..., :2, :] = 0.0  # zero vectors, as warped features read outside the image
+    features[..., 3, 3] = 1e-8  # below eps: divided by eps, as torch does
+    features.requires_grad_(True)
+    unit = unit_channels(features, dim=dim)
+    torch.testing.assert_close(unit, torch.nn.functional.normalize(features, dim=dim, eps=1e-6))
+    norms = unit.detach().norm(dim=dim)
+    assert torch.allclose(norms[..., 2:, :][norms[..., 2:, :] > 0.5], torch.tensor(1.0)) and torch.all(norms[..., :2, :] == 0)
+    (unit * torch.randn(unit.shape, generator=gen)).sum().backward()
+    assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0
 
 
 def test_supervised_loss_reaches_every_parameter():

@@ -51,7 +51,7 @@ from ..warping import warp_right_to_left
 from .base import HypothesisChoice, StereoNetwork, StereoOutput, prepare_images
 from .config import CostVolumeConfig
 from .hypotheses import HypothesisSelector
-from .layers import DisparityDecoder, FeaturePyramid, Refinement, correlation
+from .layers import DisparityDecoder, FeaturePyramid, Refinement, correlation, unit_channels
 
 __all__ = ["CostAggregation", "CostVolumeNet", "InvertedResidual", "groupwise_correlation", "soft_argmin"]
 
@@ -82,8 +82,8 @@ def groupwise_correlation(left: torch.Tensor, right: torch.Tensor, max_shift: in
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or channels % groups:
         raise ValueError(f"groups: expected a positive integer dividing the {channels} channels, got {groups!r}")
     shape = (batch, groups, channels // groups, height, width)
-    left_n = F.normalize(left.reshape(shape), dim=2, eps=1e-6)
-    right_n = F.normalize(right.reshape(shape), dim=2, eps=1e-6)
+    left_n = unit_channels(left.reshape(shape), dim=2)
+    right_n = unit_channels(right.reshape(shape), dim=2)
     volume = left_n.new_zeros(batch, groups, max_shift + 1, height, width)
     for s in range(min(max_shift, width - 1) + 1):  # shifts beyond the width only see zeros
         volume[:, :, s, :, s:] = (left_n[..., s:] * right_n[..., : width - s]).sum(dim=2)
