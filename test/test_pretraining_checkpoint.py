@@ -1,5 +1,5 @@
 """The checkpoints kept in training/: the pretrained and the fine-tuned cost-volume networks (the
-shipped weights are a copy of ``costvolume_finetuned_stage7``). Each loads through its sidecar as the
+shipped weights are a copy of ``costvolume_finetuned_hypotheses``). Each loads through its sidecar as the
 cost-volume network, says how it was made and from what, and has learned to match."""
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ FINETUNED_STAGE7 = CHECKPOINT.with_name("costvolume_finetuned_stage7.safetensors
 FINETUNED_HYPOTHESES = CHECKPOINT.with_name("costvolume_finetuned_hypotheses.safetensors")
 
 
-def test_the_shipped_weights_are_the_stage7_fine_tuning():
+def test_the_shipped_weights_are_the_hypotheses_fine_tuning():
     from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS
 
-    assert DEFAULT_WEIGHTS.read_bytes() == FINETUNED_STAGE7.read_bytes()
+    assert DEFAULT_WEIGHTS.read_bytes() == FINETUNED_HYPOTHESES.read_bytes()
     shipped = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
-    kept = json.loads(FINETUNED_STAGE7.with_suffix(".json").read_text())
+    kept = json.loads(FINETUNED_HYPOTHESES.with_suffix(".json").read_text())
     assert shipped["all_stages"] == kept["all_stages"] and shipped["licences"] == kept["licences"]
 
 
@@ -45,7 +45,7 @@ def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
 
 
 @pytest.mark.parametrize("path", [FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6, FINETUNED_STAGE7, FINETUNED_HYPOTHESES],
-                         ids=["ft-A", "stage5", "stage6", "stage7-shipped", "hypotheses"])
+                         ids=["ft-A", "stage5", "stage6", "stage7", "hypotheses-shipped"])
 def test_the_fine_tuned_checkpoint_names_every_stage_and_source(path):
     model, meta = load_model(path)
     assert isinstance(model, CostVolumeNet)
