@@ -20,6 +20,7 @@ FINETUNED_STAGE5 = CHECKPOINT.with_name("costvolume_finetuned_stage5.safetensors
 FINETUNED_STAGE6 = CHECKPOINT.with_name("costvolume_finetuned_stage6.safetensors")
 FINETUNED_STAGE7 = CHECKPOINT.with_name("costvolume_finetuned_stage7.safetensors")
 FINETUNED_HYPOTHESES = CHECKPOINT.with_name("costvolume_finetuned_hypotheses.safetensors")
+FINETUNED_HYPOTHESES2 = CHECKPOINT.with_name("costvolume_finetuned_hypotheses2.safetensors")
 
 
 def test_the_shipped_weights_are_the_hypotheses_fine_tuning():
@@ -44,8 +45,9 @@ def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
     assert "Motorcycle" in sidecar["data"]["excluded"] and "KITTI raw" in sidecar["data"]["excluded"]
 
 
-@pytest.mark.parametrize("path", [FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6, FINETUNED_STAGE7, FINETUNED_HYPOTHESES],
-                         ids=["ft-A", "stage5", "stage6", "stage7", "hypotheses-shipped"])
+@pytest.mark.parametrize("path", [FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6, FINETUNED_STAGE7, FINETUNED_HYPOTHESES,
+                                  FINETUNED_HYPOTHESES2],
+                         ids=["ft-A", "stage5", "stage6", "stage7", "hypotheses-shipped", "hypotheses2"])
 def test_the_fine_tuned_checkpoint_names_every_stage_and_source(path):
     model, meta = load_model(path)
     assert isinstance(model, CostVolumeNet)
@@ -62,9 +64,9 @@ def test_the_fine_tuned_checkpoint_names_every_stage_and_source(path):
 
 
 @pytest.mark.parametrize("path", [CHECKPOINT, FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6, FINETUNED_STAGE7,
-                                  FINETUNED_HYPOTHESES],
+                                  FINETUNED_HYPOTHESES, FINETUNED_HYPOTHESES2],
                          ids=["pretrained", "finetuned", "finetuned_stage5", "finetuned_stage6", "finetuned_stage7",
-                              "finetuned_hypotheses"])
+                              "finetuned_hypotheses", "finetuned_hypotheses2"])
 @pytest.mark.parametrize("shift", [6, 12, 20])
 def test_the_checkpoint_finds_a_known_shift(path, shift):
     """A random texture and its copy shifted by ``shift`` pixels: the disparity is that shift."""
