@@ -13,6 +13,8 @@ from stereo_depth_ros.core.network.hypotheses import HypothesisSelector, neighbo
 from stereo_depth_ros.core.network.supervision import hypothesis_loss, supervised_loss
 from stereo_depth_ros.core.network.weights import load_model, save_weights
 
+from test_costvolume import texture_pair
+
 
 def test_hypotheses_are_the_disparity_and_its_windows_extremes():
     disparity = torch.full((1, 1, 9, 20), 4.0)
@@ -62,9 +64,7 @@ def test_selector_starts_near_the_identity_learns_and_is_part_of_its_levels_bloc
     with_selector = CostVolumeNet(CostVolumeConfig(hypothesis_level=level)).eval()
     missing, unexpected = with_selector.load_state_dict(plain.state_dict(), strict=False)
     assert not unexpected and missing and all(name.startswith("hypotheses.") for name in missing)
-    texture = _texture(64, 144, 0)
-    left = torch.from_numpy(texture[:, 16:]).permute(2, 0, 1)[None].contiguous()
-    right = torch.from_numpy(texture[:, :-16]).permute(2, 0, 1)[None].contiguous()
+    left, right = texture_pair(16, height=64, width=128)
     with torch.no_grad():
         a, b = plain(left, right).disparity, with_selector(left, right).disparity
     # The three hypotheses agree where the disparity is flat; elsewhere the others weigh 4.5 % each at first.
