@@ -379,35 +379,6 @@ def parse_timestamp(text: str) -> int:
     return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) * 1_000_000_000 + fraction
 
 
-def _frame_key(name: str) -> str:
-    """``left_000.png`` (or ``folder/left_000.png``) -> ``000``: what pairs a frame with its files."""
-    stem = Path(name).stem
-    return stem[len("left_"):] if stem.startswith("left_") else stem
-
-
-def _ground_truth_files(folder: Path, keys: list[str]) -> dict[str, Path]:
-    """The ground-truth file of each frame key in ``folder``: a ``.png`` / ``.pfm`` / ``.npy`` whose
-    stem is the key or ends with ``_<key>`` (``disp_lidar_000.png`` for ``left_000.png``)."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".pfm", ".npy") and p.is_file())
-    if not files:
-        raise ValueError(f"{folder}: expected ground-truth disparity files (uint16/256 .png, .pfm, .npy), found none")
-    by_key: dict[str, Path] = {}
-    unmatched = []
-    for file in files:
-        matches = [k for k in keys if file.stem == k or file.stem.endswith("_" + k)]
-        if len(matches) != 1:
-            unmatched.append(file.name)
-            continue
-        if matches[0] in by_key:
-            raise ValueError(f"{folder}: expected one ground-truth file per frame, got {by_key[matches[0]].name} and "
-                             f"{file.name} for left_{matches[0]}")
-        by_key[matches[0]] = file
-    if unmatched:
-        raise ValueError(f"{folder}: expected each ground-truth file to name one frame (..._NNN for left_NNN), "
-                         f"got {unmatched[:5]}{' ...' if len(unmatched) > 5 else ''}")
-    return by_key
-
-
 def pair_folder_frames(path: str | Path, ground_truth: str | Path | None = None) -> tuple[list[CameraFrame], list[int] | None]:
     """A recorded sequence as bag frames: ``left_*`` / ``right_*`` images (rectified) and a
     ``calib.json`` with ``fx``, ``cx``, ``cy``, ``baseline_m`` (``fy`` defaults to ``fx``; a
@@ -431,30 +402,19 @@ def pair_folder_frames(path: str | Path, ground_truth: str | Path | None = None)
             ground-truth file that names no frame or has another size, or a ground-truth disparity
             at or below ``doffs`` (the message names the file).
     """
-    import json
-
-    from .core.datasets import read_disparity
+    from .core.datasets import frame_key, ground_truth_files, read_disparity, read_sequence_calibration
     from .core.unlabeled import load_pair_folder
 
     root = Path(path)
-    calib_path = root / "calib.json"
-    if not calib_path.is_file():
-        raise ValueError(f"{root}: expected calib.json (fx, cx, cy, baseline_m) beside the left_*/right_* images")
-    try:
-        calib = json.loads(calib_path.read_text())
-        fx, cx, cy, baseline = (float(calib[k]) for k in ("fx", "cx", "cy", "baseline_m"))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{calib_path}: expected JSON with numbers fx, cx, cy, baseline_m, got {exc!r}") from None
-    fy = float(calib.get("fy", fx))
-    cx_right = float(calib["P_right"][0][2]) if "P_right" in calib else cx
+    calib = read_sequence_calibration(root)
     if ground_truth is not None and not Path(ground_truth).is_dir():
         raise ValueError(f"{ground_truth}: expected a folder of ground-truth disparity files, got no such folder")
     gt_folder = Path(ground_truth) if ground_truth is not None else (root / "gt" if (root / "gt").is_dir() else None)
     pairs = load_pair_folder(root)
     height, width = pairs[0].left.shape[:2]
-    camera = StereoCamera(width, height, fx, fy, cx, cy, cx_right, baseline)
-    keys = [_frame_key(pair.name) for pair in pairs]
-    gt_files = _ground_truth_files(gt_folder, keys) if gt_folder is not None else {}
+    camera = StereoCamera(width, height, calib.fx, calib.fy, calib.cx, calib.cy, calib.cx_right, calib.baseline_m)
+    keys = [frame_key(pair.name) for pair in pairs]
+    gt_files = ground_truth_files(gt_folder, keys) if gt_folder is not None else {}
     frames = []
     for key, pair in zip(keys, pairs):
         if pair.left.shape[:2] != (height, width):

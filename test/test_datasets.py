@@ -170,3 +170,71 @@ def test_the_development_scenes_read_as_documented():
     assert art.left.shape == (555, 695, 3) and art.max_disparity == 144
     assert 37 < np.nanmin(art.disparity) and np.nanmax(art.disparity) < 114
     assert 0.2 < art.occlusion.mean() < 0.3
+
+
+def write_sequence(root: Path, frames: int = 4, with_gt: tuple[int, ...] = (0, 2)) -> np.ndarray:
+    """A recorded sequence (``left_NNN.png``, ``right_NNN.png``, ``calib.json``, ``gt/``) whose left
+    images are a ramp shifted by each frame's number; the ground truth is KITTI uint16 / 256."""
+    root.mkdir(parents=True)
+    (root / "calib.json").write_text('{"fx": 700.0, "cx": 3.0, "cy": 2.0, "baseline_m": 0.5, '
+                                     '"P_right": [[700.0, 0.0, 1.0, 0.0], [0.0, 700.0, 2.0, 0.0], [0.0, 0.0, 1.0, 0.0]]}')
+    (root / "gt").mkdir()
+    sparse = np.zeros((4, 6), np.uint16)
+    sparse[1, 2], sparse[3, 4] = int(7.25 * 256), int(12.5 * 256)
+    for i in range(frames):
+        ramp = np.uint8(np.arange(24).reshape(4, 6) * 5 + 10 * i)
+        cv2.imwrite(str(root / f"left_{i:03d}.png"), ramp)
+        cv2.imwrite(str(root / f"right_{i:03d}.png"), 255 - ramp)
+        if i in with_gt:
+            cv2.imwrite(str(root / "gt" / f"disp_lidar_{i:03d}.png"), sparse)
+    return sparse
+
+
+def test_a_recorded_sequence_reads_its_ground_truth_frames_only(tmp_path):
+    sparse = write_sequence(tmp_path / "drive")
+    assert ds.detect_layout(tmp_path / "drive") == "sequence"
+    assert ds.detect_layout(tmp_path) == "scenes"
+    samples = list(ds.load_scenes([tmp_path]))
+    assert [s.name for s in samples] == ["drive/000", "drive/002"]  # frames 1 and 3 have no ground truth
+    s = samples[1]
+    assert s.left[0, 0, 0] == pytest.approx(20 / 255) and s.right[0, 0, 0] == pytest.approx(235 / 255)  # frame 2's pair
+    known = np.isfinite(s.disparity)
+    assert known.sum() == 2 and s.disparity[1, 2] == 7.25 and s.disparity[3, 4] == 12.5
+    assert np.array_equal(known, sparse > 0)
+    assert (s.focal, s.baseline, s.doffs, s.cx, s.cy) == (700.0, 0.5, 2.0, 3.0, 2.0)
+    assert s.max_disparity == math.ceil(12.5 * 1.05)
+    assert [s.name for s in ds.load_scenes([tmp_path / "drive"], num_samples=1)] == ["drive/000"]
+
+
+def test_a_broken_recorded_sequence_is_named_before_any_frame_is_read(tmp_path):
+    write_sequence(tmp_path / "drive")
+    (tmp_path / "drive" / "right_002.png").unlink()
+    with pytest.raises(ValueError, match="right_002"):
+        ds.load_sequence_samples(tmp_path / "drive")
+    (tmp_path / "drive" / "right_001.png").unlink()  # frame 1 has no ground truth: not needed
+    cv2.imwrite(str(tmp_path / "drive" / "right_002.png"), np.zeros((4, 6), np.uint8))
+    assert len(list(ds.load_sequence_samples(tmp_path / "drive"))) == 2
+    cv2.imwrite(str(tmp_path / "drive" / "gt" / "disp_lidar_009.png"), np.zeros((4, 6), np.uint16))
+    with pytest.raises(ValueError, match="disp_lidar_009.png"):
+        ds.load_sequence_samples(tmp_path / "drive")
+    (tmp_path / "drive" / "gt" / "disp_lidar_009.png").unlink()
+    (tmp_path / "drive" / "calib.json").write_text('{"fx": 700.0, "cx": 3.0}')
+    with pytest.raises(ValueError, match="calib.json.*baseline_m"):
+        ds.load_sequence_samples(tmp_path / "drive")
+    (tmp_path / "drive" / "calib.json").write_text('{"fx": 700.0, "cx": 3.0, "cy": 2.0, "baseline_m": -0.5}')
+    with pytest.raises(ValueError, match="baseline_m > 0"):
+        ds.read_sequence_calibration(tmp_path / "drive")
+    for f in (tmp_path / "drive" / "gt").iterdir():
+        f.unlink()
+    (tmp_path / "drive" / "gt").rmdir()
+    with pytest.raises(ValueError, match="expected a Middlebury scene"):  # without gt/ it is no dataset
+        ds.detect_layout(tmp_path / "drive")
+
+
+@pytest.mark.skipif(not (REALDATA / "unlabeled" / "sequences").is_dir(), reason="../shared/realdata is not here")
+def test_the_kitti_raw_drive_gives_its_five_lidar_frames():
+    samples = list(ds.load_scenes([REALDATA / "unlabeled" / "sequences"]))
+    assert [s.name for s in samples] == [f"kitti_raw_20110926_130432_gray/{i:03d}" for i in range(5)]
+    s = samples[0]
+    assert s.left.shape == (375, 1242, 3) and s.focal == pytest.approx(721.5377)
+    assert 0.03 < np.isfinite(s.disparity).mean() < 0.06 and 5 < np.nanmin(s.disparity) < np.nanmax(s.disparity) < 90

@@ -20,6 +20,9 @@ occlusion, search range):
 
 * **folder**: the package's own layout (``left/``, ``right/``, ``disparity/``, optional
   ``occlusion/`` and ``calib.json``; see :func:`load_folder_samples`).
+* **sequence**: a recorded drive, the layout ``stereo_depth_make_bag --from-frames`` reads
+  (``left_NNN.png``, ``right_NNN.png``, ``calib.json``, sparse ground truth in ``gt/``); its frames
+  that have ground truth, each as a still pair (see :func:`load_sequence_samples`).
 * **motorcycle**: the real Middlebury 2014 Motorcycle pair that scikit-image ships inside its wheel
   (quarter size, 741x500, with ground truth), built in under that name.
 
@@ -51,6 +54,12 @@ __all__ = [
     "load_middlebury_scene",
     "load_kitti_samples",
     "load_folder_samples",
+    "SequenceCalibration",
+    "read_sequence_calibration",
+    "frame_key",
+    "ground_truth_files",
+    "is_sequence_folder",
+    "load_sequence_samples",
     "motorcycle_sample",
     "detect_layout",
     "load_scenes",
@@ -62,7 +71,7 @@ __all__ = [
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm")
 DISPARITY_EXTENSIONS = (".npy", ".png", ".pfm")
 BUILTIN_SCENES = ("motorcycle",)
-LAYOUTS = ("middlebury", "kitti", "folder")
+LAYOUTS = ("middlebury", "kitti", "folder", "sequence")
 _KITTI_DIRS = (("colored_0", "colored_1", "disp_occ", "disp_noc", "calib"),  # 2012
                ("image_2", "image_3", "disp_occ_0", "disp_noc_0", "calib_cam_to_cam"))  # 2015
 
@@ -462,6 +471,147 @@ def load_folder_samples(path: str | Path, num_samples: int | None = None) -> Ite
     return generate()
 
 
+# ---------------------------------------------------------------------------------------------- sequence
+@dataclass(frozen=True)
+class SequenceCalibration:
+    """The rectified rig of a recorded sequence (its ``calib.json``).
+
+    Attributes:
+        fx, fy: focal lengths in pixels (``fy`` defaults to ``fx``).
+        cx, cy: left principal point in pixels.
+        cx_right: right principal point x in pixels (``P_right[0][2]`` when given, else ``cx``).
+        baseline_m: distance between the optical centres in metres.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    cx_right: float
+    baseline_m: float
+
+    @property
+    def doffs(self) -> float:
+        """``cx - cx_right`` in pixels: depth is ``fx B / (d - doffs)``."""
+        return self.cx - self.cx_right
+
+
+def read_sequence_calibration(root: str | Path) -> SequenceCalibration:
+    """``root/calib.json``: numbers ``fx``, ``cx``, ``cy``, ``baseline_m``, optional ``fy`` and
+    ``P_right`` (a 3x4 matrix whose ``[0][2]`` is the right principal point).
+
+    Raises:
+        ValueError: the file is missing, is not JSON, or lacks a number (the message names the file).
+    """
+    path = Path(root) / "calib.json"
+    if not path.is_file():
+        raise ValueError(f"{Path(root)}: expected calib.json (fx, cx, cy, baseline_m) beside the left_*/right_* images")
+    try:
+        calib = json.loads(path.read_text())
+        fx, cx, cy, baseline = (float(calib[k]) for k in ("fx", "cx", "cy", "baseline_m"))
+        fy = float(calib.get("fy", fx))
+        cx_right = float(calib["P_right"][0][2]) if "P_right" in calib else cx
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: expected JSON with numbers fx, cx, cy, baseline_m, got {exc!r}") from None
+    if not all(math.isfinite(v) for v in (fx, fy, cx, cy, cx_right, baseline)) or fx <= 0 or baseline <= 0:
+        raise ValueError(f"{path}: expected finite numbers with fx > 0 and baseline_m > 0, got fx={fx}, "
+                         f"baseline_m={baseline}")
+    return SequenceCalibration(fx, fy, cx, cy, cx_right, baseline)
+
+
+def frame_key(name: str) -> str:
+    """``left_000.png`` (or ``folder/left_000.png``) -> ``000``: what pairs a frame with its files."""
+    stem = Path(name).stem
+    return stem[len("left_"):] if stem.startswith("left_") else stem
+
+
+def ground_truth_files(folder: str | Path, keys: Sequence[str]) -> dict[str, Path]:
+    """The ground-truth file of each frame key in ``folder``: a ``.png`` / ``.pfm`` / ``.npy`` whose
+    stem is the key or ends with ``_<key>`` (``disp_lidar_000.png`` for ``left_000.png``).
+
+    Raises:
+        ValueError: no such files, a file that names no frame (or several), or two files for one frame.
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in DISPARITY_EXTENSIONS and p.is_file())
+    if not files:
+        raise ValueError(f"{folder}: expected ground-truth disparity files (uint16/256 .png, .pfm, .npy), found none")
+    by_key: dict[str, Path] = {}
+    unmatched = []
+    for file in files:
+        matches = [k for k in keys if file.stem == k or file.stem.endswith("_" + k)]
+        if len(matches) != 1:
+            unmatched.append(file.name)
+            continue
+        if matches[0] in by_key:
+            raise ValueError(f"{folder}: expected one ground-truth file per frame, got {by_key[matches[0]].name} and "
+                             f"{file.name} for left_{matches[0]}")
+        by_key[matches[0]] = file
+    if unmatched:
+        raise ValueError(f"{folder}: expected each ground-truth file to name one frame (..._NNN for left_NNN), "
+                         f"got {unmatched[:5]}{' ...' if len(unmatched) > 5 else ''}")
+    return by_key
+
+
+def _sequence_lefts(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir()
+                  if p.is_file() and p.stem.startswith("left_") and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def is_sequence_folder(path: Path) -> bool:
+    """A recorded sequence with ground truth: ``calib.json``, ``gt/`` and ``left_*`` images."""
+    return (path / "calib.json").is_file() and (path / "gt").is_dir() and bool(_sequence_lefts(path))
+
+
+def load_sequence_samples(path: str | Path, num_samples: int | None = None) -> Iterator[EvalSample]:
+    """The frames of a recorded sequence that have ground truth, in name order, each a still pair::
+
+        DIR/left_NNN.png, right_NNN.png   rectified pairs (the layout ``stereo_depth_make_bag --from-frames`` reads)
+            calib.json                    fx, cx, cy, baseline_m (optional fy, P_right): see :func:`read_sequence_calibration`
+            gt/disp_*_NNN.png             sparse ground-truth disparity of frame NNN (KITTI uint16 / 256,
+                                          0 = none; or .pfm / .npy), matched by :func:`ground_truth_files`
+
+    Frames without a ground-truth file are skipped: this scores a drive's labelled frames one by
+    one (``stereo_depth_evaluate``, ``stereo_depth_label_quality``); playing the whole drive with
+    the node is ``stereo_depth_replay``'s. Files are checked before the first sample is returned.
+
+    Raises:
+        ValueError: no ``gt/`` or no ground-truth files, a ground-truth file naming no frame, a
+            frame whose right image is missing, or a bad ``calib.json``.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"{root}: expected a recorded sequence folder, got no such folder")
+    calib = read_sequence_calibration(root)
+    if not (root / "gt").is_dir():
+        raise ValueError(f"{root}: expected a gt/ folder of ground-truth disparity files, it is missing")
+    lefts = _sequence_lefts(root)
+    if not lefts:
+        raise ValueError(f"{root}: expected left_*.png / right_*.png image pairs, found none")
+    by_key = {frame_key(p.name): p for p in lefts}
+    gt_files = ground_truth_files(root / "gt", list(by_key))
+    entries = []
+    for key in sorted(gt_files):
+        right = _find_by_stem(root, "right_" + key, IMAGE_EXTENSIONS, preferred=by_key[key].name.replace("left_", "right_", 1))
+        if right is None:
+            raise ValueError(f"{root}: expected right_{key} (the pair of {by_key[key].name}), it is missing")
+        entries.append((key, by_key[key], right, gt_files[key]))
+    if num_samples is not None:
+        entries = entries[: int(num_samples)]
+
+    def generate() -> Iterator[EvalSample]:
+        for key, left, right, gt_path in entries:
+            left_image, right_image, gt = read_image(left), read_image(right), read_disparity(gt_path)
+            if right_image.shape != left_image.shape or gt.shape != left_image.shape[:2]:
+                raise ValueError(f"{root.name}/{key}: expected equal sizes, got left {left_image.shape[:2]}, "
+                                 f"right {right_image.shape[:2]}, ground truth {gt.shape}")
+            yield EvalSample(left_image, right_image, gt, focal=calib.fx, baseline=calib.baseline_m,
+                             name=f"{root.name}/{key}", max_disparity=_gt_max_disparity(gt), doffs=calib.doffs,
+                             cx=calib.cx, cy=calib.cy)
+
+    return generate()
+
+
 # ---------------------------------------------------------------------------------------------- built-in
 def motorcycle_sample() -> EvalSample:
     """The real Middlebury 2014 Motorcycle pair shipped inside scikit-image (quarter size, 741x500).
@@ -489,7 +639,8 @@ def motorcycle_sample() -> EvalSample:
 # ---------------------------------------------------------------------------------------------- detection
 def detect_layout(path: str | Path) -> str:
     """``"middlebury"`` (a scene folder), ``"kitti"`` (a split folder), ``"folder"`` (the package's
-    layout) or ``"scenes"`` (a folder whose sub-folders are any of those); ``ValueError`` otherwise."""
+    layout), ``"sequence"`` (a recorded sequence with ``gt/``) or ``"scenes"`` (a folder whose
+    sub-folders are any of those); ``ValueError`` otherwise."""
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"{root}: expected a dataset folder or one of {list(BUILTIN_SCENES)}, got no such folder")
@@ -499,12 +650,16 @@ def detect_layout(path: str | Path) -> str:
         return "kitti"
     if is_folder_dataset(root):
         return "folder"
+    if is_sequence_folder(root):
+        return "sequence"
     children = [c for c in sorted(root.iterdir()) if c.is_dir()]
-    if any(is_middlebury_scene(c) or _kitti_dirs(c) is not None or is_folder_dataset(c) for c in children):
+    if any(is_middlebury_scene(c) or _kitti_dirs(c) is not None or is_folder_dataset(c) or is_sequence_folder(c)
+           for c in children):
         return "scenes"
     raise ValueError(f"{root}: expected a Middlebury scene (im0.png, im1.png, disp0GT.pfm, calib.txt), a KITTI "
                      f"split (colored_0|image_2, colored_1|image_3, disp_occ|disp_occ_0), the folder layout "
-                     f"(left/, right/, disparity/) or a folder of those; found none")
+                     f"(left/, right/, disparity/), a recorded sequence with ground truth (left_*, right_*, "
+                     f"calib.json, gt/) or a folder of those; found none")
 
 
 def _scene_sources(path: str | Path) -> list[tuple[str, Path | str]]:
@@ -528,7 +683,8 @@ def _scene_sources(path: str | Path) -> list[tuple[str, Path | str]]:
 
 def load_scenes(paths: Sequence[str | Path], num_samples: int | None = None) -> Iterator[EvalSample]:
     """Every sample of ``paths`` in order: scene folders, folders of scenes, KITTI splits, the
-    folder layout, or the built-in name ``motorcycle``. Layouts are detected (and broken paths
+    folder layout, recorded sequences (their frames with ground truth), or the built-in name
+    ``motorcycle``. Layouts are detected (and broken paths
     rejected) before the first sample is returned; ``num_samples`` caps the total."""
     if not paths:
         raise ValueError("paths: expected at least one dataset path or built-in scene name, got none")
@@ -544,6 +700,8 @@ def load_scenes(paths: Sequence[str | Path], num_samples: int | None = None) -> 
             iterators.append(load_kitti_samples(source))
         elif kind == "folder":
             iterators.append(load_folder_samples(source))
+        elif kind == "sequence":
+            iterators.append(load_sequence_samples(source))
 
     def generate() -> Iterator[EvalSample]:
         count = 0

@@ -12,10 +12,11 @@ Datasets
   disparity, calibration and occlusion masks.
 * real data (``--path``): any mix of Middlebury scene folders (``im0.png``, ``im1.png``,
   ``disp0GT.pfm``, ``mask0nocc.png``, ``calib.txt``), KITTI 2012/2015 split folders, folders in
-  the package's own layout (``left/``, ``right/``, ``disparity/``), folders of any of those, and
-  the built-in real Middlebury Motorcycle pair (``motorcycle``, from scikit-image). Each folder's
-  layout is detected (:mod:`stereo_depth_ros.core.datasets`); ``--dataset middlebury|kitti|folder``
-  insists on one. SGBM searches each scene's own range (Middlebury ``ndisp``, else the ground
+  the package's own layout (``left/``, ``right/``, ``disparity/``), recorded sequences (their
+  frames with sparse ground truth in ``gt/``), folders of any of those, and the built-in real
+  Middlebury Motorcycle pair (``motorcycle``, from scikit-image). Each folder's layout is detected
+  (:mod:`stereo_depth_ros.core.datasets`); ``--dataset middlebury|kitti|folder|sequence`` insists
+  on one. SGBM searches each scene's own range (Middlebury ``ndisp``, else the ground
   truth's maximum).
 
 Backends and reported numbers
@@ -644,7 +645,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-DATASETS = ("auto", "synthetic", "middlebury", "kitti", "folder")
+DATASETS = ("auto", "synthetic", "middlebury", "kitti", "folder", "sequence")
 
 
 def parse_adapt_overrides(items: Sequence[str]) -> dict[str, Any]:
