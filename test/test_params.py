@@ -31,7 +31,8 @@ def test_descriptors_carry_ranges_choices_and_read_only():
         ({"device": "tpu"}, "device: expected auto, cpu, cuda or cuda:N"),
         ({"inference_width": 320}, "set both or neither"),
         ({"inference_width": 320, "inference_height": 240, "inference_scale": 0.5}, "leave it at 1.0"),
-        ({"inference_scale": 0.05}, r"inference_scale: expected a value in \[0.1, 1.0\]"),
+        ({"inference_scale": 0.05}, r"inference_scale: expected a value in \[0.1, 2.0\]"),
+        ({"inference_scale": 2.5}, r"inference_scale: expected a value in \[0.1, 2.0\]"),
     ],
 )
 def test_invalid_values_are_named(change, message):
@@ -62,6 +63,7 @@ def test_inference_size_from_explicit_size_or_scale():
 
     assert inference_size(config_from_values(defaults()), 480, 640) is None
     assert inference_size(config_from_values({**defaults(), "inference_scale": 0.5}), 480, 640) == (240, 320)
+    assert inference_size(config_from_values({**defaults(), "inference_scale": 1.5}), 480, 640) == (720, 960)
     assert inference_size(config_from_values({**defaults(), "inference_scale": 0.1}), 100, 200) == (32, 32)
     explicit = config_from_values({**defaults(), "inference_width": 256, "inference_height": 192})
     assert inference_size(explicit, 480, 640) == (192, 256)

@@ -67,9 +67,14 @@ def test_predict_left_matches_the_pair_prediction_and_scaled_size(setup):
         assert alone.shape == (1, 1, 192, 256)
         np.testing.assert_allclose(alone.numpy(), with_right.numpy(), atol=1e-3)
     assert scaled_size(480, 640, 0.5) == (240, 320) and scaled_size(480, 640, 1.0) == (480, 640)
-    assert scaled_size(100, 200, 0.1) == (32, 32)
-    with pytest.raises(ValueError, match=r"scale: expected a fraction in \(0, 1\]"):
-        scaled_size(480, 640, 1.5)
+    assert scaled_size(100, 200, 0.1) == (32, 32) and scaled_size(480, 640, 1.5) == (720, 960)
+    with pytest.raises(ValueError, match=r"scale: expected a factor in \(0, 2\]"):
+        scaled_size(480, 640, 2.5)
+    # Upsampled (1.25x), the disparity still comes back at the input size and in its pixels.
+    native = predict_left(model, left, right, None)
+    up = predict_left(model, left, right, scaled_size(192, 256, 1.25))
+    assert up.shape == native.shape == (1, 1, 192, 256)
+    assert abs(float(up.median()) / float(native.median()) - 1.0) < 0.1
 
 
 def test_frame_outputs_are_the_published_maps_and_cloud(setup):

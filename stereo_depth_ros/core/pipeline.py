@@ -24,7 +24,7 @@ from .network.estimator import predict_left_right
 from .network.model import StereoNet
 from .pointcloud import organized_xyzrgb_tensor
 
-__all__ = ["PRECISIONS", "FrameResult", "scaled_size", "resize_images", "predict_left", "predict_disparities",
+__all__ = ["PRECISIONS", "FrameResult", "MAX_INFERENCE_SCALE", "scaled_size", "resize_images", "predict_left", "predict_disparities",
            "run_matcher", "matcher_at_size", "fuse_and_validate", "process_frame", "frame_outputs",
            "outputs_from_disparities", "MAP_CHANNELS"]
 
@@ -61,11 +61,17 @@ def resize_images(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Te
 
 
 
+MAX_INFERENCE_SCALE = 2.0
+"""Largest ``inference_scale``: upsampling further costs 4x the pixels for detail the images lack."""
+
+
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """``(height, width)`` times ``scale``, rounded, at least 32 pixels per side (so the network's
-    pyramid keeps a few levels): the network input size for an ``inference_scale``."""
-    if not 0.0 < float(scale) <= 1.0:
-        raise ValueError(f"scale: expected a fraction in (0, 1], got {scale}")
+    pyramid keeps a few levels): the network input size for an ``inference_scale``. Below 1 the
+    network runs faster on fewer pixels; above 1 (at most 2) it runs on upsampled images, slower,
+    and matches finer detail than its stride-8 cost volume sees at the image's own size."""
+    if not 0.0 < float(scale) <= MAX_INFERENCE_SCALE:
+        raise ValueError(f"scale: expected a factor in (0, {MAX_INFERENCE_SCALE:g}], got {scale}")
     return max(32, round(height * scale)), max(32, round(width * scale))
 
 

@@ -53,7 +53,7 @@ class NetworkBackend:
     Args:
         model: the network (a private inference copy is made).
         device: torch device.
-        inference_scale: network input size as a fraction of the image size, in ``(0, 1]``.
+        inference_scale: network input size as a factor of the image size, in ``(0, 2]`` (above 1 upsampled).
         name: the backend's name in reports.
         metadata: weights metadata shown in reports.
     """

@@ -74,8 +74,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("weights", "", "Network weights (.safetensors); empty = the shipped weights.", True),
     ParamSpec("inference_width", 0, "Network input width in pixels (0 = the image width); disparity is rescaled.", True, 0, 4096),
     ParamSpec("inference_height", 0, "Network input height in pixels (0 = the image height).", True, 0, 4096),
-    ParamSpec("inference_scale", 1.0, "Run the network at this fraction of the image size (when inference_width/height "
-              "are 0); disparity is resized and rescaled. Trades accuracy for speed on CPU.", True, 0.1, 1.0),
+    ParamSpec("inference_scale", 1.0, "Run the network at this factor of the image size (when inference_width/height "
+              "are 0); disparity is resized and rescaled. Below 1 trades accuracy for speed on CPU; above 1 "
+              "upsamples small images, slower, for finer matching.", True, 0.1, 2.0),
     ParamSpec("cpu_threads", 0, "Torch CPU threads of the frame processing; 0 = auto: the node measures 1 thread "
               "against all cores while it runs and keeps the faster (1 wins when another process shares the CPU). "
               "The adaptation thread uses one.", True, 0, 256),

@@ -689,7 +689,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", default=None, help="network weights (.safetensors); default: the shipped weights")
     p.add_argument("--device", default="cpu", help="torch device of the network")
     p.add_argument("--inference-scale", type=float, default=1.0,
-                   help="run the network (and adaptation) at this fraction of each image's size")
+                   help="run the network (and adaptation) at this factor of each image's size (up to 2: "
+                        "above 1 the images are upsampled)")
     p.add_argument("--adapt-steps", type=int, default=0,
                    help="also adapt the network N steps on each scene (test-time adaptation): 'adapted' "
                         "(default settings) and 'adapted_photometric' (no proxy labels)")
@@ -738,8 +739,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.num_samples = DEFAULT_SYNTHETIC_SAMPLES
     if args.width < 32 or args.height < 32:
         p.error(f"--width/--height: expected at least 32 px, got {args.width}x{args.height}")
-    if not 0.0 < args.inference_scale <= 1.0:
-        p.error(f"--inference-scale: expected a fraction in (0, 1], got {args.inference_scale}")
+    from ..core.pipeline import MAX_INFERENCE_SCALE
+
+    if not 0.0 < args.inference_scale <= MAX_INFERENCE_SCALE:
+        p.error(f"--inference-scale: expected a factor in (0, {MAX_INFERENCE_SCALE:g}], got {args.inference_scale}")
     if args.adapt_steps < 0:
         p.error(f"--adapt-steps: expected an integer >= 0, got {args.adapt_steps}")
     if (args.continual or args.adapt_set or args.adapt_oracle) and not args.adapt_steps:
