@@ -240,3 +240,43 @@ def test_synthetic_loss_weighs_the_depth_edges_with_ground_truth_and_not_with_a_
 
     with_teacher, _ = synthetic_loss(output, images, images, torch.zeros_like(gt), Teacher(), 192.0, (2, 4.0))
     assert float(with_teacher) == pytest.approx(float(plain))  # distillation keeps uniform weights
+
+
+def test_a_teacher_labels_every_frame_and_its_mirror_and_is_cropped_with_them(tmp_path):
+    """The teacher's disparity becomes each label's reference (the photometric gate's second
+    hypothesis), for the pair and its mirror, and travels with every crop, flip and upscale."""
+    import torch
+
+    frames = load_pair_folder(write_pairs(tmp_path / "pairs", count=2, size=(48, 80)))
+    calls = []
+
+    def teacher(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        # the column index, + 100 for the mirrored pair (every second call): which view and which
+        # pixels a crop holds
+        calls.append(tuple(left.shape))
+        x = torch.arange(left.shape[-1], dtype=torch.float32).expand(1, 1, *left.shape[-2:])
+        return x + 100.0 * (len(calls) % 2 == 0)
+
+    data = prepare_unlabeled_set(frames, SgbmBackend(max_disparity=32), teacher=teacher)
+    assert calls == [(1, 3, 48, 80)] * 4  # pair and mirror of each frame
+    for pair, mirrored in data.labels:
+        assert float(pair.reference.max()) == 79 and float(mirrored.reference.min()) == 100
+    crop = (64, 96)  # larger than the frames: scaled up by 96 / 80 = 1.2, disparities with it
+    left, right, labels = make_unlabeled_batch(data, 5, 0, 6, crop, torch.device("cpu"))
+    assert labels.reference is not None and labels.reference.shape == (6, 1, 64, 96)
+    span = labels.reference.amax(dim=(1, 2, 3)) - labels.reference.amin(dim=(1, 2, 3))
+    assert torch.allclose(span, torch.full((6,), 79 * 1.2), atol=2.0)  # the ramp, stretched by the upscale
+    assert {int(v) >= 100 for v in labels.reference.amin(dim=(1, 2, 3))} == {True, False}  # both views drawn
+    plain = prepare_unlabeled_set(frames, SgbmBackend(max_disparity=32))
+    assert make_unlabeled_batch(plain, 5, 0, 6, crop, torch.device("cpu"))[2].reference is None
+
+
+def test_teacher_scale_fine_tuning_records_it_and_gates_with_the_upsampled_network(tmp_path):
+    frames = write_pairs(tmp_path / "frames", count=3)
+    out = tmp_path / "w.safetensors"
+    assert train(["--unlabeled", str(frames), "--synthetic-fraction", "0", "--teacher-scale", "1.25",
+                  "--checkpoint", str(tmp_path / "ck.safetensors"), "--output", str(out), *TOY]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["teacher_scale"] == 1.25
+    with pytest.raises(SystemExit):
+        train(["--unlabeled", str(frames), "--teacher-scale", "3", "--output", str(tmp_path / "x.safetensors"), *TOY])
+    assert not (tmp_path / "x.safetensors").exists()

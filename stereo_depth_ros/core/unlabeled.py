@@ -12,8 +12,10 @@ Sources (what ``stereo_depth_train --unlabeled`` reads; ROS bags are read by
 
 Every frame's proxy labels (:mod:`.proxy`: SGBM's confident disparities with background-filled
 holes) are computed once, for the frame and for its mirror image (the flipped right view becomes
-the left one), so that batches can flip without running SGBM again. :func:`make_unlabeled_batch`
-draws random crops with per-view colour jitter and that flip.
+the left one), so that batches can flip without running SGBM again; so is, when a teacher is
+given, a second hypothesis for the photometric gate (the labels' ``reference``, e.g. the initial
+network run on the upsampled frame). :func:`make_unlabeled_batch` draws random crops with
+per-view colour jitter and that flip.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from .augmentation import jitter_views
 from .proxy import ProxyLabels, sgbm_proxy
 from .sgbm import SgbmBackend
 
-__all__ = ["UnlabeledFrame", "UnlabeledSet", "load_pair_folder", "frames_from_samples", "describe_source",
+__all__ = ["UnlabeledFrame", "UnlabeledSet", "Teacher", "load_pair_folder", "frames_from_samples", "describe_source",
            "prepare_unlabeled_set", "make_unlabeled_batch", "is_pair_folder"]
 
 _LEFT = re.compile(r"^left_(.+)$|^(.+)_left$")
@@ -169,9 +171,18 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
 
 
+Teacher = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(left, right)`` ``(1, 3, H, W)`` images in ``[0, 1]`` -> ``(1, 1, H, W)`` left disparity in pixels."""
+
+
 def prepare_unlabeled_set(frames: Sequence[UnlabeledFrame], matcher: SgbmBackend,
-                          progress: bool = False) -> UnlabeledSet:
-    """Compute the proxy labels of every frame and of its mirror (two SGBM runs per frame)."""
+                          progress: bool = False, teacher: Teacher | None = None) -> UnlabeledSet:
+    """Compute the proxy labels of every frame and of its mirror (two SGBM runs per frame).
+
+    With ``teacher``, its disparity of the pair (and of the mirrored pair) becomes the labels'
+    ``reference``: the photometric gate's second hypothesis
+    (:func:`~stereo_depth_ros.core.self_supervision.gate_labels`).
+    """
     if not frames:
         raise ValueError("frames: expected at least one unlabeled stereo pair, got none")
     out = UnlabeledSet(list(frames))
@@ -184,10 +195,23 @@ def prepare_unlabeled_set(frames: Sequence[UnlabeledFrame], matcher: SgbmBackend
         iterator = tqdm(frames, desc="proxy labels", unit="frame", file=sys.stderr, leave=False)
     for frame in iterator:
         left, right = _tensor(frame.left), _tensor(frame.right)
+        m_left, m_right = torch.flip(right, [-1]), torch.flip(left, [-1])
         pair = sgbm_proxy(left, right, matcher)
-        mirrored = sgbm_proxy(torch.flip(right, [-1]), torch.flip(left, [-1]), matcher)
+        mirrored = sgbm_proxy(m_left, m_right, matcher)
+        if teacher is not None:
+            pair.reference = _teacher_disparity(teacher, left, right)
+            mirrored.reference = _teacher_disparity(teacher, m_left, m_right)
         out.labels.append((pair, mirrored))
     return out
+
+
+def _teacher_disparity(teacher: Teacher, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        disparity = teacher(left, right).detach().float().cpu()
+    if disparity.shape != (1, 1) + tuple(left.shape[-2:]) or not torch.isfinite(disparity).all():
+        raise ValueError(f"teacher: expected a finite (1, 1, {left.shape[-2]}, {left.shape[-1]}) disparity, "
+                         f"got shape {tuple(disparity.shape)}")
+    return disparity
 
 
 def make_unlabeled_batch(data: UnlabeledSet, step: int, seed: int, batch_size: int, crop: tuple[int, int],
@@ -197,11 +221,12 @@ def make_unlabeled_batch(data: UnlabeledSet, step: int, seed: int, batch_size: i
     jitter (gain per channel, gamma, brightness, noise).
 
     Returns:
-        ``(left, right, labels)``: ``(B, 3, h, w)`` images in ``[0, 1]`` and their proxy labels.
+        ``(left, right, labels)``: ``(B, 3, h, w)`` images in ``[0, 1]`` and their proxy labels
+        (with their ``reference`` cropped alike when the set has one).
     """
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     ch, cw = crop
-    lefts, rights, disps, valids, filleds = [], [], [], [], []
+    lefts, rights, disps, valids, filleds, references = [], [], [], [], [], []
     for _ in range(batch_size):
         k = int(torch.randint(len(data), (1,), generator=g))
         frame = data.frames[k]
@@ -210,7 +235,7 @@ def make_unlabeled_batch(data: UnlabeledSet, step: int, seed: int, batch_size: i
         labels = data.labels[k][1 if mirror else 0]
         if mirror:  # the flipped right view becomes the left one
             left, right = torch.flip(right, [-1]), torch.flip(left, [-1])
-        disp, valid, filled = labels.disparity, labels.valid, labels.filled
+        disp, valid, filled, reference = labels.disparity, labels.valid, labels.filled, labels.reference
         height, width = left.shape[-2:]
         if height < ch or width < cw:  # too small: scale up (disparities with the width)
             scale = max(ch / height, cw / width)
@@ -220,6 +245,8 @@ def make_unlabeled_batch(data: UnlabeledSet, step: int, seed: int, batch_size: i
             left, right = resize(left), resize(right)
             disp = nearest(disp) * (size[1] / width)
             valid, filled = nearest(valid) > 0.5, nearest(filled) > 0.5
+            if reference is not None:
+                reference = resize(reference) * (size[1] / width)
             height, width = size
         y = int(torch.randint(height - ch + 1, (1,), generator=g))
         x = int(torch.randint(width - cw + 1, (1,), generator=g))
@@ -229,7 +256,10 @@ def make_unlabeled_batch(data: UnlabeledSet, step: int, seed: int, batch_size: i
         disps.append(disp[window])
         valids.append(valid[window])
         filleds.append(filled[window])
+        if reference is not None:
+            references.append(reference[window])
     left, right = torch.cat(lefts).to(device), torch.cat(rights).to(device)
     left, right = jitter_views(left, right, g, gain=(0.85, 0.3), gamma=(0.8, 0.4), bias=0.08, noise=0.015)
-    labels = ProxyLabels(torch.cat(disps).to(device), torch.cat(valids).to(device), torch.cat(filleds).to(device))
+    labels = ProxyLabels(torch.cat(disps).to(device), torch.cat(valids).to(device), torch.cat(filleds).to(device),
+                         torch.cat(references).to(device) if references else None)
     return left, right, labels

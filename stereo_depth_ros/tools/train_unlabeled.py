@@ -57,8 +57,8 @@ from ..core.network.supervision import edge_weights, supervised_loss
 from ..core.network.weights import DEFAULT_WEIGHTS, atomic_write_bytes, load_model, save_weights
 from ..core.self_supervision import self_supervised_loss
 from ..core.sgbm import SgbmBackend
-from ..core.unlabeled import (UnlabeledFrame, UnlabeledSet, describe_source, load_folder_source, make_unlabeled_batch,
-                              prepare_unlabeled_set)
+from ..core.unlabeled import (Teacher, UnlabeledFrame, UnlabeledSet, describe_source, load_folder_source,
+                              make_unlabeled_batch, prepare_unlabeled_set)
 from .training_common import (Dataset, TrainingStages, checkpoint_info, command_line, generate_dataset, learning_rate,
                               load_checkpoint, make_batch, save_checkpoint)
 from .training_common import validate as validate_synthetic
@@ -168,7 +168,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     matcher = SgbmBackend(max_disparity=float(model.config.max_disparity), uniqueness_ratio=config.proxy_uniqueness_ratio,
                           disp12_max_diff=config.proxy_lr_max_difference,
                           speckle_window_size=config.proxy_speckle_window, speckle_range=config.proxy_speckle_range)
-    data = prepare_unlabeled_set(train_frames, matcher, progress=True)
+    teacher = None
+    if args.teacher_scale:
+        teacher = _scaled_teacher(copy.deepcopy(model).eval().requires_grad_(False), args.teacher_scale, device)
+    data = prepare_unlabeled_set(train_frames, matcher, progress=True, teacher=teacher)
     held_data = prepare_unlabeled_set(held, matcher) if held else None
     synthetic: Dataset | None = None
     synthetic_val: Dataset | None = None
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     # The anchor and the distillation teacher are the initial weights, also when a run resumes;
     # with both, the frozen teacher's parameters are the anchor's (one copy of the initial weights).
-    teacher = (copy.deepcopy(model).eval().requires_grad_(False)
+    teacher = (copy.deepcopy(model).eval().requires_grad_(False)  # the synthetic crops' distillation teacher
                if synthetic is not None and args.synthetic_target == "teacher" else None)
     initial = ([] if args.anchor <= 0 else list(teacher.parameters()) if teacher is not None
                else [p.detach().clone() for p in model.parameters()])
@@ -290,6 +293,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "loss": {k: v for k, v in config.__dict__.items() if k.startswith(("proxy", "photometric", "smoothness",
                                                                              "image_loss", "automask"))},
         "anchor": args.anchor,
+        "teacher_scale": args.teacher_scale or None,
         "synthetic": ({"fraction": args.synthetic_fraction, "mix": args.synthetic_mix, "target": args.synthetic_target, "domain": args.domain, "train_samples": args.train_samples,
                        "data_seed": args.data_seed, "resolution": [args.width, args.height]}
                       if synthetic is not None else None),
@@ -316,6 +320,18 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     print(f"[train] wrote {args.output} after {step} steps ({train_seconds / 60:.1f} min, "
           f"{1000 * meta['step_seconds_median']:.0f} ms/step); validation {_short(history[-1])}", file=sys.stderr)
     return 0
+
+
+def _scaled_teacher(model: torch.nn.Module, scale: float, device: torch.device) -> Teacher:
+    """The frozen ``model`` run at ``scale`` times each frame's size (``--teacher-scale``), its
+    disparity brought back to the frame's size and pixels: ``(1, 3, H, W)`` pair -> ``(1, 1, H, W)``."""
+    from ..core.pipeline import predict_left, scaled_size
+
+    def teacher(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        size = scaled_size(*left.shape[-2:], scale)
+        return predict_left(model, left.to(device), right.to(device), size)
+
+    return teacher
 
 
 def synthetic_loss(output: StereoOutput, left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor,

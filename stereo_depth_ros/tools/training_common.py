@@ -278,6 +278,11 @@ def add_unlabeled_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--synthetic-target", choices=("gt", "teacher"), default="gt",
                    help="what the synthetic crops are supervised with: their ground truth, or the initial network's "
                         "own prediction (distillation: keeps what the network did on synthetic data, not a new fit)")
+    g.add_argument("--teacher-scale", type=float, default=0.0,
+                   help="also label every real frame with the initial network run at this factor of the frame's "
+                        "size (e.g. 1.25: upsampled, it matches finer detail), as the second hypothesis of the "
+                        "photometric gate: where SGBM's label does not clearly win and the prediction does not "
+                        "reconstruct better, the upsampled prediction is the label (0 = off)")
     g.add_argument("--synthetic-val-samples", type=int, default=8,
                    help="synthetic validation-split samples whose EPE is tracked at every validation (0 = none)")
     g.add_argument("--anchor", type=float, default=0.0,
@@ -304,6 +309,10 @@ def check_unlabeled_arguments(p: argparse.ArgumentParser, args: argparse.Namespa
         p.error(f"--holdout-fraction: expected a fraction in [0, 1), got {args.holdout_fraction}")
     if args.bag_every < 1:
         p.error(f"--bag-every: expected an integer >= 1, got {args.bag_every}")
+    from ..core.pipeline import MAX_INFERENCE_SCALE
+
+    if args.teacher_scale and not 0.0 < args.teacher_scale <= MAX_INFERENCE_SCALE:
+        p.error(f"--teacher-scale: expected 0 (off) or a factor in (0, {MAX_INFERENCE_SCALE:g}], got {args.teacher_scale}")
 
 
 def add_network_arguments(p: argparse.ArgumentParser) -> None:
