@@ -12,7 +12,7 @@ eager); ``--cuda-graphs`` the network replayed as a CUDA graph (likewise: the ca
 apart). ``--accuracy-samples`` checks bf16 against fp32 on held-out samples (EPE of each).
 ``--frame-path`` (CUDA) times what the node does with a frame on the GPU, without ROS: the upload
 through pinned buffers, both disparities with the masks and the point cloud (eager, then replayed
-as one CUDA graph), and the download. With ``--scales`` the network also runs at fractions of each size (the node's
+as one CUDA graph), and the download. With ``--scales`` the network also runs at factors of each size (the node's
 ``inference_scale``: resize in, predict, resize and rescale the disparity out, all timed) and each
 scale's accuracy is measured on ``--eval-samples`` held-out synthetic samples (EPE and bad-3 over
 all ground-truth pixels, as the evaluation tool counts them), SGBM's beside it. ``--architecture``
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sgbm-frames", type=int, default=10)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--scales", nargs="+", type=float, default=None,
-                   help="also run the network at these fractions of each size, with accuracy (fp32)")
+                   help="also run the network at these factors of each size (up to 2), with accuracy (fp32)")
     p.add_argument("--eval-samples", type=int, default=30, help="held-out samples for the --scales accuracy")
     p.add_argument("--compile", action="store_true",
                    help="also time the network through torch.compile (the node's compile parameter); not with --scales")
