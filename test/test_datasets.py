@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -176,8 +177,9 @@ def write_sequence(root: Path, frames: int = 4, with_gt: tuple[int, ...] = (0, 2
     """A recorded sequence (``left_NNN.png``, ``right_NNN.png``, ``calib.json``, ``gt/``) whose left
     images are a ramp shifted by each frame's number; the ground truth is KITTI uint16 / 256."""
     root.mkdir(parents=True)
-    (root / "calib.json").write_text('{"fx": 700.0, "cx": 3.0, "cy": 2.0, "baseline_m": 0.5, '
-                                     '"P_right": [[700.0, 0.0, 1.0, 0.0], [0.0, 700.0, 2.0, 0.0], [0.0, 0.0, 1.0, 0.0]]}')
+    p_right = [[700.0, 0.0, 1.0, 0.0], [0.0, 700.0, 2.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
+    calib = {"fx": 700.0, "cx": 3.0, "cy": 2.0, "baseline_m": 0.5, "P_right": p_right}
+    (root / "calib.json").write_text(json.dumps(calib))
     (root / "gt").mkdir()
     sparse = np.zeros((4, 6), np.uint16)
     sparse[1, 2], sparse[3, 4] = int(7.25 * 256), int(12.5 * 256)

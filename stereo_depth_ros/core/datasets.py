@@ -567,7 +567,8 @@ def load_sequence_samples(path: str | Path, num_samples: int | None = None) -> I
     """The frames of a recorded sequence that have ground truth, in name order, each a still pair::
 
         DIR/left_NNN.png, right_NNN.png   rectified pairs (the layout ``stereo_depth_make_bag --from-frames`` reads)
-            calib.json                    fx, cx, cy, baseline_m (optional fy, P_right): see :func:`read_sequence_calibration`
+            calib.json                    fx, cx, cy, baseline_m (optional fy, P_right):
+                                          see :func:`read_sequence_calibration`
             gt/disp_*_NNN.png             sparse ground-truth disparity of frame NNN (KITTI uint16 / 256,
                                           0 = none; or .pfm / .npy), matched by :func:`ground_truth_files`
 
@@ -592,7 +593,8 @@ def load_sequence_samples(path: str | Path, num_samples: int | None = None) -> I
     gt_files = ground_truth_files(root / "gt", list(by_key))
     entries = []
     for key in sorted(gt_files):
-        right = _find_by_stem(root, "right_" + key, IMAGE_EXTENSIONS, preferred=by_key[key].name.replace("left_", "right_", 1))
+        right = _find_by_stem(root, "right_" + key, IMAGE_EXTENSIONS,
+                              preferred=by_key[key].name.replace("left_", "right_", 1))
         if right is None:
             raise ValueError(f"{root}: expected right_{key} (the pair of {by_key[key].name}), it is missing")
         entries.append((key, by_key[key], right, gt_files[key]))

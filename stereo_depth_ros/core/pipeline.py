@@ -24,9 +24,9 @@ from .network.estimator import predict_left_right
 from .network.model import StereoNet
 from .pointcloud import organized_xyzrgb_tensor
 
-__all__ = ["PRECISIONS", "FrameResult", "MAX_INFERENCE_SCALE", "scaled_size", "resize_images", "predict_left", "predict_disparities",
-           "run_matcher", "matcher_at_size", "fuse_and_validate", "process_frame", "frame_outputs",
-           "outputs_from_disparities", "MAP_CHANNELS"]
+__all__ = ["PRECISIONS", "FrameResult", "MAX_INFERENCE_SCALE", "scaled_size", "resize_images", "predict_left",
+           "predict_disparities", "run_matcher", "matcher_at_size", "fuse_and_validate", "process_frame",
+           "frame_outputs", "outputs_from_disparities", "MAP_CHANNELS"]
 
 PRECISIONS = ("fp32", "bf16")
 """Network precisions: float32, or bfloat16 autocast (for GPUs; the disparity comes back as float32)."""
@@ -57,8 +57,6 @@ def resize_images(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Te
     if size is None or tuple(size) == tuple(image.shape[-2:]):
         return image
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
 
 
 MAX_INFERENCE_SCALE = 2.0

@@ -312,7 +312,8 @@ def check_unlabeled_arguments(p: argparse.ArgumentParser, args: argparse.Namespa
     from ..core.pipeline import MAX_INFERENCE_SCALE
 
     if args.teacher_scale and not 0.0 < args.teacher_scale <= MAX_INFERENCE_SCALE:
-        p.error(f"--teacher-scale: expected 0 (off) or a factor in (0, {MAX_INFERENCE_SCALE:g}], got {args.teacher_scale}")
+        p.error(f"--teacher-scale: expected 0 (off) or a factor in (0, {MAX_INFERENCE_SCALE:g}], "
+                f"got {args.teacher_scale}")
 
 
 def add_network_arguments(p: argparse.ArgumentParser) -> None:
