@@ -168,10 +168,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     matcher = SgbmBackend(max_disparity=float(model.config.max_disparity), uniqueness_ratio=config.proxy_uniqueness_ratio,
                           disp12_max_diff=config.proxy_lr_max_difference,
                           speckle_window_size=config.proxy_speckle_window, speckle_range=config.proxy_speckle_range)
-    teacher = None
+    scale_teacher = None
     if args.teacher_scale:
-        teacher = _scaled_teacher(copy.deepcopy(model).eval().requires_grad_(False), args.teacher_scale, device)
-    data = prepare_unlabeled_set(train_frames, matcher, progress=True, teacher=teacher)
+        scale_teacher = _scaled_teacher(copy.deepcopy(model).eval().requires_grad_(False), args.teacher_scale, device)
+    data = prepare_unlabeled_set(train_frames, matcher, progress=True, teacher=scale_teacher)
     held_data = prepare_unlabeled_set(held, matcher) if held else None
     synthetic: Dataset | None = None
     synthetic_val: Dataset | None = None
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     # The anchor and the distillation teacher are the initial weights, also when a run resumes;
     # with both, the frozen teacher's parameters are the anchor's (one copy of the initial weights).
-    teacher = (copy.deepcopy(model).eval().requires_grad_(False)  # the synthetic crops' distillation teacher
+    teacher = (copy.deepcopy(model).eval().requires_grad_(False)
                if synthetic is not None and args.synthetic_target == "teacher" else None)
     initial = ([] if args.anchor <= 0 else list(teacher.parameters()) if teacher is not None
                else [p.detach().clone() for p in model.parameters()])
