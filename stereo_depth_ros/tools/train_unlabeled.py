@@ -21,7 +21,11 @@ synthetic data, so the synthetic prior is not forgotten: by default that share o
 their joint gradient), or that share of the steps (``--synthetic-mix steps``); the synthetic
 crops are supervised with their ground truth, or with ``--synthetic-target teacher`` with the
 initial network's own prediction (distillation, as in Learning without Forgetting: it keeps what
-the network did on synthetic data instead of fitting it anew with small CPU batches). ``--anchor`` pulls
+the network did on synthetic data instead of fitting it anew with small CPU batches). With
+``--teacher-scale S`` the initial network run on every real frame (and its mirror) upsampled ``S``
+times, computed once up front, is the photometric gate's second hypothesis: where SGBM's label does
+not clearly win and the prediction does not reconstruct better, it is the label (its finer
+matching carried to the frame's own size). ``--anchor`` pulls
 every weight back towards the initial ones after each step (a decoupled L2-SP). Validation every
 ``--val-every`` steps: bad-2 / EPE on labelled held-out scenes (``--val-path``) when given,
 otherwise the photometric error and the proxy agreement on the held-out share of the frames
