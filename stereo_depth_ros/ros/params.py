@@ -16,7 +16,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from ..core.adaptation import AdaptationConfig
 from ..core.masks import ValidityConfig
-from ..core.pipeline import scaled_size
+from ..core.pipeline import MAX_INFERENCE_SCALE, scaled_size
 
 __all__ = ["ParamSpec", "PARAMS", "NodeConfig", "declare_parameters", "config_from_values", "validate_values"]
 
@@ -76,7 +76,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("inference_height", 0, "Network input height in pixels (0 = the image height).", True, 0, 4096),
     ParamSpec("inference_scale", 1.0, "Run the network at this factor of the image size (when inference_width/height "
               "are 0); disparity is resized and rescaled. Below 1 trades accuracy for speed on CPU; above 1 "
-              "upsamples small images, slower, for finer matching.", True, 0.1, 2.0),
+              "upsamples small images, slower, for finer matching.", True, 0.1, MAX_INFERENCE_SCALE),
     ParamSpec("cpu_threads", 0, "Torch CPU threads of the frame processing; 0 = auto: the node measures 1 thread "
               "against all cores while it runs and keeps the faster (1 wins when another process shares the CPU). "
               "The adaptation thread uses one.", True, 0, 256),
