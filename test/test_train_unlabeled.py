@@ -280,3 +280,34 @@ def test_teacher_scale_fine_tuning_records_it_and_gates_with_the_upsampled_netwo
     with pytest.raises(SystemExit):
         train(["--unlabeled", str(frames), "--teacher-scale", "3", "--output", str(tmp_path / "x.safetensors"), *TOY])
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_frame_scale_resizes_pairs_and_their_disparities_with_them(tmp_path):
+    """``scale_frame`` resizes both views as the node's ``inference_scale`` does, so the proxy labels
+    of a 4 px plane become a 6 px plane at 1.5x; 1 is the frame itself; a scale out of range is named."""
+    from stereo_depth_ros.core.unlabeled import scale_frame
+
+    frame = load_pair_folder(write_pairs(tmp_path / "pairs", count=1, size=(96, 128)))[0]
+    assert scale_frame(frame, 1.0) is frame
+    big = scale_frame(frame, 1.5)
+    assert big.left.shape == big.right.shape == (144, 192, 3) and big.left.dtype == np.uint8
+    assert big.name == "pairs/left_000.png@x1.5"
+    labels, _ = prepare_unlabeled_set([big], SgbmBackend(max_disparity=32)).labels[0]
+    confident = labels.disparity[labels.valid].numpy()
+    assert labels.density > 0.7 and np.median(confident) == pytest.approx(6.0, abs=0.25)
+    with pytest.raises(ValueError, match="scale"):
+        scale_frame(frame, 2.5)
+
+
+def test_frame_scale_fine_tuning_records_it_and_refuses_bad_factors(tmp_path):
+    frames = write_pairs(tmp_path / "frames", count=3)
+    out = tmp_path / "w.safetensors"
+    assert train(["--unlabeled", str(frames), "--synthetic-fraction", "0", "--frame-scale", "1.25",
+                  "--checkpoint", str(tmp_path / "ck.safetensors"), "--output", str(out), *TOY]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["frame_scale"] == 1.25
+    assert all(name.endswith("@x1.25") for name in meta["frames"]["train"] + meta["frames"]["held_out"])
+    for bad in ("0", "3"):
+        with pytest.raises(SystemExit):
+            train(["--unlabeled", str(frames), "--frame-scale", bad, "--output", str(tmp_path / "x.safetensors"), *TOY])
+    assert not (tmp_path / "x.safetensors").exists()

@@ -35,7 +35,7 @@ from .proxy import ProxyLabels, sgbm_proxy
 from .sgbm import SgbmBackend
 
 __all__ = ["UnlabeledFrame", "UnlabeledSet", "Teacher", "load_pair_folder", "frames_from_samples", "describe_source",
-           "prepare_unlabeled_set", "make_unlabeled_batch", "is_pair_folder"]
+           "prepare_unlabeled_set", "make_unlabeled_batch", "is_pair_folder", "scale_frame"]
 
 _LEFT = re.compile(r"^left_(.+)$|^(.+)_left$")
 
@@ -169,6 +169,24 @@ class UnlabeledSet:
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+
+
+def scale_frame(frame: UnlabeledFrame, scale: float) -> UnlabeledFrame:
+    """``frame`` resized by ``scale`` (``(0, MAX_INFERENCE_SCALE]``) the way the node resizes its input
+    for ``inference_scale`` (antialiased bilinear, :func:`~.pipeline.scaled_size`): fine-tuning on
+    frames at the scale the network will run at (``stereo_depth_train --frame-scale``). The frame
+    itself when ``scale`` is 1."""
+    from .pipeline import resize_images, scaled_size
+
+    size = scaled_size(*frame.left.shape[:2], scale)  # raises ValueError for a scale out of range
+    if size == frame.left.shape[:2]:
+        return frame
+
+    def resized(image: np.ndarray) -> np.ndarray:
+        out = resize_images(_tensor(image), size)[0].permute(1, 2, 0).mul(255.0).round().clamp(0, 255)
+        return out.to(torch.uint8).numpy()
+
+    return UnlabeledFrame(resized(frame.left), resized(frame.right), f"{frame.name}@x{float(scale):g}")
 
 
 Teacher = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

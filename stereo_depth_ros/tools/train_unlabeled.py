@@ -25,7 +25,9 @@ the network did on synthetic data instead of fitting it anew with small CPU batc
 ``--teacher-scale S`` the initial network run on every real frame (and its mirror) upsampled ``S``
 times, computed once up front, is the photometric gate's second hypothesis: where SGBM's label does
 not clearly win and the prediction does not reconstruct better, it is the label (its finer
-matching carried to the frame's own size). ``--anchor`` pulls
+matching carried to the frame's own size). With ``--frame-scale S`` every real frame is resized
+``S`` times first (as the node's ``inference_scale`` resizes its input), so the network is
+fine-tuned at the scale it is to run at. ``--anchor`` pulls
 every weight back towards the initial ones after each step (a decoupled L2-SP). Validation every
 ``--val-every`` steps: bad-2 / EPE on labelled held-out scenes (``--val-path``) when given,
 otherwise the photometric error and the proxy agreement on the held-out share of the frames
@@ -62,7 +64,7 @@ from ..core.network.weights import DEFAULT_WEIGHTS, atomic_write_bytes, load_mod
 from ..core.self_supervision import self_supervised_loss
 from ..core.sgbm import SgbmBackend
 from ..core.unlabeled import (Teacher, UnlabeledFrame, UnlabeledSet, describe_source, load_folder_source,
-                              make_unlabeled_batch, prepare_unlabeled_set)
+                              make_unlabeled_batch, prepare_unlabeled_set, scale_frame)
 from .training_common import (Dataset, TrainingStages, checkpoint_info, command_line, generate_dataset, learning_rate,
                               load_checkpoint, make_batch, save_checkpoint)
 from .training_common import validate as validate_synthetic
@@ -165,6 +167,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     except (BagError, ValueError, OSError, RuntimeError) as exc:
         print(f"[train] error: {exc}", file=sys.stderr)
         return 2
+    if args.frame_scale != 1.0:
+        frames = [scale_frame(frame, args.frame_scale) for frame in frames]
     train_frames, held = _split(frames, 0.0 if val_scenes else args.holdout_fraction)
     print(f"[train] {len(frames)} unlabeled frames from {len(sources)} source(s): {len(train_frames)} for training, "
           f"{len(held)} held out; {len(val_scenes)} labelled validation scene(s)", file=sys.stderr)
@@ -298,6 +302,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                                                                              "image_loss", "automask"))},
         "anchor": args.anchor,
         "teacher_scale": args.teacher_scale or None,
+        "frame_scale": args.frame_scale,
         "synthetic": ({"fraction": args.synthetic_fraction, "mix": args.synthetic_mix, "target": args.synthetic_target, "domain": args.domain, "train_samples": args.train_samples,
                        "data_seed": args.data_seed, "resolution": [args.width, args.height]}
                       if synthetic is not None else None),

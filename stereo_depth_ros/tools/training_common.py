@@ -283,6 +283,10 @@ def add_unlabeled_arguments(p: argparse.ArgumentParser) -> None:
                         "size (e.g. 1.25: upsampled, it matches finer detail), as the second hypothesis of the "
                         "photometric gate: where SGBM's label does not clearly win and the prediction does not "
                         "reconstruct better, the upsampled prediction is the label (0 = off)")
+    g.add_argument("--frame-scale", type=float, default=1.0,
+                   help="resize every real frame (and held-out frame) by this factor before its proxy labels and "
+                        "crops, as the node's inference_scale resizes its input: fine-tuning at the scale the "
+                        "network is to run at (e.g. 1.25); synthetic crops keep their size")
     g.add_argument("--synthetic-val-samples", type=int, default=8,
                    help="synthetic validation-split samples whose EPE is tracked at every validation (0 = none)")
     g.add_argument("--anchor", type=float, default=0.0,
@@ -311,6 +315,8 @@ def check_unlabeled_arguments(p: argparse.ArgumentParser, args: argparse.Namespa
         p.error(f"--bag-every: expected an integer >= 1, got {args.bag_every}")
     from ..core.pipeline import MAX_INFERENCE_SCALE
 
+    if not 0.0 < args.frame_scale <= MAX_INFERENCE_SCALE:
+        p.error(f"--frame-scale: expected a factor in (0, {MAX_INFERENCE_SCALE:g}], got {args.frame_scale}")
     if args.teacher_scale and not 0.0 < args.teacher_scale <= MAX_INFERENCE_SCALE:
         p.error(f"--teacher-scale: expected 0 (off) or a factor in (0, {MAX_INFERENCE_SCALE:g}], "
                 f"got {args.teacher_scale}")
