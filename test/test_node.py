@@ -483,3 +483,35 @@ def test_fused_output_reports_its_sources_on_diagnostics(harness, sample):
     assert harness.spin_until(lambda: len(harness.received["depth"]) == 2)
     assert harness.spin_until(lambda: (s := shares()) is not None and s["source_agree"] == "nan", timeout=5)
     assert shares()["fusion"] == "none" and harness.node.stats.processed == 2
+
+
+def test_weights_that_name_a_scale_run_at_it_and_adapted_saves_keep_it(sample, tmp_path):
+    """``inference_scale`` 0 (the default) runs the network at the scale its weights name (their
+    metadata's ``inference_scale``, written by ``--frame-scale`` fine-tuning): it reaches /diagnostics,
+    the depth stays right, and weights the node adapts and saves name the same scale."""
+    from stereo_depth_ros.core.network.weights import load_model, load_weights, save_weights
+
+    model, meta = load_model()
+    scaled = tmp_path / "scaled.safetensors"
+    save_weights(model, scaled, {"training_command": meta.get("training_command"), "inference_scale": 1.25})
+    adapted = tmp_path / "adapted.safetensors"
+    h = Harness([Parameter("weights", value=str(scaled)), Parameter("adaptation.enabled", value=False),
+                 Parameter("adaptation.weights_path", value=str(adapted)), Parameter("diagnostics.period", value=0.2),
+                 Parameter("sensor_qos", value="reliable"), Parameter("device", value="cpu")])
+    try:
+        assert h.node.config.inference_scale == 0.0 and h.node.weights_scale == 1.25
+        h.publish(*stereo_messages(sample, 90.0))
+        assert h.spin_until(lambda: h.received["depth"])
+        depth = image_to_numpy(h.received["depth"][0])
+        valid = np.isfinite(depth)
+        assert np.median(np.abs(depth[valid] - sample.depth_left[valid]) / sample.depth_left[valid]) < 0.1
+
+        def reported() -> str | None:
+            status = _status(h, "model")
+            return None if status is None else {kv.key: kv.value for kv in status.values}.get("inference_scale")
+
+        assert h.spin_until(lambda: reported() is not None, timeout=5) and float(reported()) == 1.25
+        ok, _ = h.node._save_adapted()
+        assert ok and load_weights(adapted)[1]["inference_scale"] == 1.25
+    finally:
+        h.close()

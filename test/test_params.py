@@ -30,9 +30,10 @@ def test_descriptors_carry_ranges_choices_and_read_only():
         ({"adaptation.resume": True}, "needs adaptation.weights_path"),
         ({"device": "tpu"}, "device: expected auto, cpu, cuda or cuda:N"),
         ({"inference_width": 320}, "set both or neither"),
-        ({"inference_width": 320, "inference_height": 240, "inference_scale": 0.5}, "leave it at 1.0"),
-        ({"inference_scale": 0.05}, r"inference_scale: expected a value in \[0.1, 2.0\]"),
-        ({"inference_scale": 2.5}, r"inference_scale: expected a value in \[0.1, 2.0\]"),
+        ({"inference_width": 320, "inference_height": 240, "inference_scale": 0.5}, "leave it at 0"),
+        ({"inference_scale": 0.05}, r"inference_scale: expected 0 \(the weights' own\) or a factor of at least 0.1"),
+        ({"inference_scale": -1.0}, r"inference_scale: expected a value in \[0.0, 2.0\]"),
+        ({"inference_scale": 2.5}, r"inference_scale: expected a value in \[0.0, 2.0\]"),
     ],
 )
 def test_invalid_values_are_named(change, message):
@@ -62,8 +63,13 @@ def test_inference_size_from_explicit_size_or_scale():
     from stereo_depth_ros.ros.params import inference_size
 
     assert inference_size(config_from_values(defaults()), 480, 640) is None
+    # 0 (the default): the scale the weights name; a scale set by hand wins over it
+    assert inference_size(config_from_values(defaults()), 480, 640, weights_scale=1.2) == (576, 768)
+    assert inference_size(config_from_values({**defaults(), "inference_scale": 1.0}), 480, 640, 1.2) is None
+    assert inference_size(config_from_values({**defaults(), "inference_scale": 0.5}), 480, 640, 1.2) == (240, 320)
     assert inference_size(config_from_values({**defaults(), "inference_scale": 0.5}), 480, 640) == (240, 320)
     assert inference_size(config_from_values({**defaults(), "inference_scale": 1.5}), 480, 640) == (720, 960)
     assert inference_size(config_from_values({**defaults(), "inference_scale": 0.1}), 100, 200) == (32, 32)
     explicit = config_from_values({**defaults(), "inference_width": 256, "inference_height": 192})
     assert inference_size(explicit, 480, 640) == (192, 256)
+    assert inference_size(explicit, 480, 640, weights_scale=1.2) == (192, 256)

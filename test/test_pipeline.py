@@ -77,6 +77,19 @@ def test_predict_left_matches_the_pair_prediction_and_scaled_size(setup):
     assert abs(float(up.median()) / float(native.median()) - 1.0) < 0.1
 
 
+@pytest.mark.parametrize("metadata, expected", [({}, 1.0), ({"inference_scale": 1.2}, 1.2), ({"inference_scale": 1}, 1.0),
+                                                 ({"inference_scale": 0.0}, ValueError), ({"inference_scale": 2.5}, ValueError),
+                                                 ({"inference_scale": "1.2"}, ValueError), ({"inference_scale": True}, ValueError)])
+def test_weights_name_the_scale_they_run_at(metadata, expected):
+    from stereo_depth_ros.core.pipeline import weights_inference_scale
+
+    if expected is ValueError:
+        with pytest.raises(ValueError, match=r"weights metadata inference_scale: expected a factor in \(0, 2\]"):
+            weights_inference_scale(metadata)
+    else:
+        assert weights_inference_scale(metadata) == expected
+
+
 def test_frame_outputs_are_the_published_maps_and_cloud(setup):
     """What the node's GPU path publishes equals what its CPU path computes from process_frame."""
     from stereo_depth_ros.core.pipeline import MAP_CHANNELS, frame_outputs

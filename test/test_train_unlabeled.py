@@ -277,6 +277,7 @@ def test_teacher_scale_fine_tuning_records_it_and_gates_with_the_upsampled_netwo
     assert train(["--unlabeled", str(frames), "--synthetic-fraction", "0", "--teacher-scale", "1.25",
                   "--checkpoint", str(tmp_path / "ck.safetensors"), "--output", str(out), *TOY]) == 0
     assert json.loads(out.with_suffix(".json").read_text())["teacher_scale"] == 1.25
+    assert "inference_scale" not in json.loads(out.with_suffix(".json").read_text())  # fine-tuned at 1
     with pytest.raises(SystemExit):
         train(["--unlabeled", str(frames), "--teacher-scale", "3", "--output", str(tmp_path / "x.safetensors"), *TOY])
     assert not (tmp_path / "x.safetensors").exists()
@@ -306,6 +307,11 @@ def test_frame_scale_fine_tuning_records_it_and_refuses_bad_factors(tmp_path):
                   "--checkpoint", str(tmp_path / "ck.safetensors"), "--output", str(out), *TOY]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["frame_scale"] == 1.25
+    from stereo_depth_ros.core.network.weights import load_weights
+    from stereo_depth_ros.core.pipeline import weights_inference_scale
+
+    # the weights ask the node and the tools to run them at the scale they were fine-tuned at
+    assert weights_inference_scale(load_weights(out)[1]) == 1.25
     assert all(name.endswith("@x1.25") for name in meta["frames"]["train"] + meta["frames"]["held_out"])
     for bad in ("0", "3"):
         with pytest.raises(SystemExit):

@@ -724,9 +724,11 @@ class OnlineAdapter:
             "proxy_learnable": self.last.terms.get("proxy_learnable", math.nan),
         }
 
-    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write the adapted weights atomically (safetensors) with adaptation metadata."""
-        meta = {
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None, inference_scale: float = 1.0) -> Path:
+        """Write the adapted weights atomically (safetensors) with adaptation metadata; an
+        ``inference_scale`` other than 1 (the scale the initial weights name) is kept in it, so that
+        resumed weights run at the scale they were adapted at."""
+        meta: dict[str, Any] = {
             "adapted": {
                 "frames_adapted": self.steps,
                 "frames_seen": self.frames_seen,
@@ -738,6 +740,8 @@ class OnlineAdapter:
                 **(extra or {}),
             }
         }
+        if inference_scale != 1.0:
+            meta["inference_scale"] = float(inference_scale)
         return save_weights(self.model, path, meta)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from .network.estimator import predict_left_right
 from .network.model import StereoNet
 from .pointcloud import organized_xyzrgb_tensor
 
-__all__ = ["PRECISIONS", "FrameResult", "MAX_INFERENCE_SCALE", "scaled_size", "resize_images", "predict_left",
+__all__ = ["PRECISIONS", "FrameResult", "MAX_INFERENCE_SCALE", "scaled_size", "weights_inference_scale", "resize_images", "predict_left",
            "predict_disparities", "run_matcher", "matcher_at_size", "fuse_and_validate", "process_frame",
            "frame_outputs", "outputs_from_disparities", "MAP_CHANNELS"]
 
@@ -61,6 +61,23 @@ def resize_images(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Te
 
 MAX_INFERENCE_SCALE = 2.0
 """Largest ``inference_scale``: upsampling further costs 4x the pixels for detail the images lack."""
+
+
+def weights_inference_scale(metadata: Mapping[str, Any]) -> float:
+    """The ``inference_scale`` a weights file asks to run at (its metadata's ``"inference_scale"``,
+    written by ``stereo_depth_train --unlabeled --frame-scale``: the scale it was fine-tuned at), 1.0
+    when it names none. Adapted weights carry the scale of the weights they were adapted from.
+
+    Raises:
+        ValueError: the metadata names a scale outside ``(0, MAX_INFERENCE_SCALE]``.
+    """
+    value = metadata.get("inference_scale")
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= MAX_INFERENCE_SCALE:
+        raise ValueError(f"weights metadata inference_scale: expected a factor in (0, {MAX_INFERENCE_SCALE:g}], "
+                         f"got {value!r}")
+    return float(value)
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:

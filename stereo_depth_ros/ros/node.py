@@ -42,7 +42,8 @@ from ..core.fusion import SOURCE_NAMES, source_shares
 from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
-from ..core.pipeline import fuse_and_validate, outputs_from_disparities, predict_disparities, resize_images, run_matcher
+from ..core.pipeline import (fuse_and_validate, outputs_from_disparities, predict_disparities, resize_images, run_matcher,
+                             weights_inference_scale)
 from ..core.sgbm import SgbmBackend
 from .conversions import (
     ConversionError,
@@ -200,6 +201,11 @@ class StereoDepthNode(Node):
         )
         self.model_source = f"{source}: {adapted if source == 'adapted' else (self.config.weights or DEFAULT_WEIGHTS)}"
         self.model_meta = meta
+        try:
+            self.weights_scale = weights_inference_scale(meta)
+        except ValueError as exc:
+            self.get_logger().error(f"{exc}; running the weights at scale 1.0")
+            self.weights_scale = 1.0
         self.max_disparity = float(model.config.max_disparity)
         self.adapter = OnlineAdapter(model, self.config.adaptation())
         self.worker = AdaptationWorker(self.adapter, on_result=self._on_adaptation,
@@ -409,7 +415,7 @@ class StereoDepthNode(Node):
             # (H, W, 3) float32 is the channels-last layout the CPU network runs in: a view, no copy.
             left_t, right_t = (torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0) for image in (left, right))
         mark("host_to_device")
-        size = inference_size(c, left_t.shape[-2], left_t.shape[-1])
+        size = inference_size(c, left_t.shape[-2], left_t.shape[-1], self.weights_scale)
         adapting = c.adaptation_enabled and c.adaptation_mode != "none"
         fused = c.output_fusion == "sgbm"
         small = None  # the images at the network's input size, for the adaptation and (on a CPU) SGBM
@@ -594,7 +600,7 @@ class StereoDepthNode(Node):
             return False, "adaptation.weights_path is empty: nowhere to save"
         try:
             with self.worker.paused():
-                written = self.adapter.save(path, {"node": self.get_fully_qualified_name()})
+                written = self.adapter.save(path, {"node": self.get_fully_qualified_name()}, self.weights_scale)
         except OSError as exc:
             return False, f"could not save adapted weights to {path}: {exc}"
         self._last_save = time.monotonic()
@@ -721,6 +727,7 @@ class StereoDepthNode(Node):
             kv("cuda_graph_captures", self._graphs.captures if self._graphs is not None else 0),
             kv("precision", c.precision),
             kv("max_disparity_px", self.max_disparity),
+            kv("inference_scale", c.inference_scale or self.weights_scale),
             kv("training_command", self.model_meta.get("training_command", ""))]))
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()

@@ -74,9 +74,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("weights", "", "Network weights (.safetensors); empty = the shipped weights.", True),
     ParamSpec("inference_width", 0, "Network input width in pixels (0 = the image width); disparity is rescaled.", True, 0, 4096),
     ParamSpec("inference_height", 0, "Network input height in pixels (0 = the image height).", True, 0, 4096),
-    ParamSpec("inference_scale", 1.0, "Run the network at this factor of the image size (when inference_width/height "
-              "are 0); disparity is resized and rescaled. Below 1 trades accuracy for speed on CPU; above 1 "
-              "upsamples small images, slower, for finer matching.", True, 0.1, MAX_INFERENCE_SCALE),
+    ParamSpec("inference_scale", 0.0, "Run the network at this factor of the image size (when inference_width/height "
+              "are 0); disparity is resized and rescaled. 0 = the scale the weights name (the one they were "
+              "fine-tuned at, 1.0 when they name none). Below 1 trades accuracy for speed on CPU; above 1 "
+              "upsamples, slower, for finer matching.", True, 0.0, MAX_INFERENCE_SCALE),
     ParamSpec("cpu_threads", 0, "Torch CPU threads of the frame processing; 0 = auto: the node measures 1 thread "
               "against all cores while it runs and keeps the faster (1 wins when another process shares the CPU). "
               "The adaptation thread uses one.", True, 0, 256),
@@ -292,17 +293,19 @@ def max_image_size(config: NodeConfig, device_type: str) -> tuple[int, int]:
     return (config.max_image_width or auto[0], config.max_image_height or auto[1])
 
 
-def inference_size(config: NodeConfig, height: int, width: int) -> tuple[int, int] | None:
+def inference_size(config: NodeConfig, height: int, width: int, weights_scale: float = 1.0) -> tuple[int, int] | None:
     """The network's input ``(height, width)`` for a ``height x width`` image, None for the image size.
 
     ``inference_width/height`` when set, else ``inference_scale`` times the image size (rounded,
-    at least 32 pixels per side so the pyramid keeps a few levels).
+    at least 32 pixels per side so the pyramid keeps a few levels); ``inference_scale`` 0 takes
+    ``weights_scale``, the scale the loaded weights name (:func:`~stereo_depth_ros.core.pipeline.weights_inference_scale`).
     """
     if config.inference_width:
         return config.inference_height, config.inference_width
-    if config.inference_scale == 1.0:
+    scale = config.inference_scale or weights_scale
+    if scale == 1.0:
         return None
-    return scaled_size(height, width, config.inference_scale)
+    return scaled_size(height, width, scale)
 
 
 def validate_values(values: Mapping[str, Any]) -> list[str]:
@@ -319,8 +322,11 @@ def validate_values(values: Mapping[str, Any]) -> list[str]:
         problems.append(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}")
     if (values["inference_width"] == 0) != (values["inference_height"] == 0):
         problems.append("inference_width and inference_height: set both or neither")
-    if values["inference_width"] and values["inference_scale"] != 1.0:
-        problems.append("inference_scale: leave it at 1.0 when inference_width/height give the size")
+    if values["inference_width"] and values["inference_scale"] not in (0.0, 1.0):
+        problems.append("inference_scale: leave it at 0 when inference_width/height give the size")
+    if 0.0 < values["inference_scale"] < 0.1:
+        problems.append(f"inference_scale: expected 0 (the weights' own) or a factor of at least 0.1, "
+                        f"got {values['inference_scale']}")
     return problems
 
 

@@ -203,7 +203,7 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
         inference = np.asarray(s.stage_ms["inference"])
         n = min(processing.size, inference.size)
         report: dict[str, Any] = {
-            "size": f"{width}x{height}", "device": str(node.device), "inference_scale": args.inference_scale,
+            "size": f"{width}x{height}", "device": str(node.device), "inference_scale": args.inference_scale or node.weights_scale,
             "processing_cpu_threads": node._network_threads,
             "rate_hz": args.rate, "frames_measured": processed, "frames_dropped": s.dropped - start_dropped,
             "adaptation": args.adaptation_mode if args.adaptation else "off",
@@ -271,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5, help="processed frames excluded before measuring")
     p.add_argument("--rate", type=float, default=10.0, help="input rate in Hz")
     p.add_argument("--device", default="cpu", help="node device: cpu, cuda, auto")
-    p.add_argument("--inference-scale", type=float, default=1.0, help="the node's inference_scale parameter")
+    p.add_argument("--inference-scale", type=float, default=0.0,
+                   help="the node's inference_scale parameter (0: the scale the weights name)")
     p.add_argument("--adaptation", action="store_true", help="adapt online while measuring")
     p.add_argument("--adaptation-mode", default="mad", choices=("mad", "full"))
     p.add_argument("--qos", choices=("reliable", "sensor_data"), default="sensor_data",
@@ -306,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = (torch.cuda.get_device_name(device) if device.startswith("cuda")
             else f"CPU, {reports[0]['processing_cpu_threads']} torch threads for the frame path")
     title = (f"node through real topics on {name}: {args.rate:g} Hz input, adaptation "
-             f"{reports[0]['adaptation']}, inference_scale {args.inference_scale:g}")
+             f"{reports[0]['adaptation']}, inference_scale {reports[0]['inference_scale']:g}")
     table = _markdown(reports)
     print(title)
     print(table)

@@ -688,9 +688,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="network: the network and SGBM side by side; sgbm: SGBM only")
     p.add_argument("--weights", default=None, help="network weights (.safetensors); default: the shipped weights")
     p.add_argument("--device", default="cpu", help="torch device of the network")
-    p.add_argument("--inference-scale", type=float, default=1.0,
+    p.add_argument("--inference-scale", type=float, default=0.0,
                    help="run the network (and adaptation) at this factor of each image's size (up to 2: "
-                        "above 1 the images are upsampled)")
+                        "above 1 the images are upsampled); 0 = each network at the scale its weights name "
+                        "(1.0 when they name none), as the node's inference_scale 0")
     p.add_argument("--adapt-steps", type=int, default=0,
                    help="also adapt the network N steps on each scene (test-time adaptation): 'adapted' "
                         "(default settings) and 'adapted_photometric' (no proxy labels)")
@@ -741,8 +742,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"--width/--height: expected at least 32 px, got {args.width}x{args.height}")
     from ..core.pipeline import MAX_INFERENCE_SCALE
 
-    if not 0.0 < args.inference_scale <= MAX_INFERENCE_SCALE:
-        p.error(f"--inference-scale: expected a factor in (0, {MAX_INFERENCE_SCALE:g}], got {args.inference_scale}")
+    if not 0.0 <= args.inference_scale <= MAX_INFERENCE_SCALE:
+        p.error(f"--inference-scale: expected 0 (the weights' own) or a factor in (0, {MAX_INFERENCE_SCALE:g}], "
+                f"got {args.inference_scale}")
     if args.adapt_steps < 0:
         p.error(f"--adapt-steps: expected an integer >= 0, got {args.adapt_steps}")
     if (args.continual or args.adapt_set or args.adapt_oracle) and not args.adapt_steps:
@@ -794,16 +796,21 @@ def _backends(args: argparse.Namespace) -> list[Any]:
         from ..core.adaptation import AdaptationConfig
         from ..core.network.weights import load_model
 
+        from ..core.pipeline import weights_inference_scale
+
         model, meta = load_model(args.weights, args.device)
-        backends.append(NetworkBackend(model, args.device, args.inference_scale, metadata=meta))
+        scale = args.inference_scale or weights_inference_scale(meta)
+        args.scales = {"network": scale}
+        backends.append(NetworkBackend(model, args.device, scale, metadata=meta))
         for extra in args.compare_weights:
             other, other_meta = load_model(extra, args.device)
-            backends.append(NetworkBackend(other, args.device, args.inference_scale, name=f"network_{Path(extra).stem}",
-                                           metadata=other_meta))
+            name = f"network_{Path(extra).stem}"
+            args.scales[name] = args.inference_scale or weights_inference_scale(other_meta)
+            backends.append(NetworkBackend(other, args.device, args.scales[name], name=name, metadata=other_meta))
         if args.masks:
             for fusion in (False, True):  # the network alone, then fused as the node publishes
                 for single_pass in (False, True):
-                    backends.append(MaskedNetworkBackend(model, args.device, args.inference_scale, metadata=meta,
+                    backends.append(MaskedNetworkBackend(model, args.device, scale, metadata=meta,
                                                          fusion=fusion, single_pass=single_pass))
         if args.adapt_steps:
             config = replace(AdaptationConfig(), **args.adapt_overrides)
@@ -815,7 +822,7 @@ def _backends(args: argparse.Namespace) -> list[Any]:
             for name, arm_config, continual in arms:
                 kind = GroundTruthAdaptingBackend if name == "adapted_oracle" else AdaptingBackend
                 backend = kind(model, arm_config, args.adapt_steps, continual, args.device,
-                               args.inference_scale, name, progress=True, seed=args.seed)
+                               scale, name, progress=True, seed=args.seed)
                 backend.warmup = False  # it learns from what it sees: no untimed extra pass
                 backends.append(backend)
     backends.append(SgbmBackend(max_disparity=args.max_disparity, mode=args.sgbm_mode))
@@ -838,7 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       regions=args.regions, region_edge_px=args.region_edge_px)
         metadata = {"dataset": dataset, "argv": list(argv) if argv is not None else sys.argv[1:],
                     "weights": args.weights if args.backend == "network" else None,
-                    "inference_scale": args.inference_scale, "adapt_steps": args.adapt_steps}
+                    "inference_scale": getattr(args, "scales", None), "adapt_steps": args.adapt_steps}
         report = evaluate(backends, samples, args.output, metadata=metadata, **common)
         table = report["table"]
         adapting = [b for b in backends if hasattr(b, "history")]
@@ -848,7 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if continual is not None:
             from ..core.test_time import NetworkBackend
 
-            final = NetworkBackend(continual.model, args.device, args.inference_scale, name="continual_final")
+            final = NetworkBackend(continual.model, args.device, args.scales["network"], name="continual_final")
             again = evaluate([backends[0], final], samples, args.output / "continual_final",
                              metadata={**metadata, "pass": "every scene with the continual arm's final weights"},
                              **{**common, "disparity_bands": None, "regions": False})

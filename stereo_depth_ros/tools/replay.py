@@ -59,8 +59,8 @@ from ..core.losses import image_error_function
 from ..core.masks import ValidityConfig
 from ..core.metrics import aggregate, evaluate_disparity
 from ..core.network.estimator import image_to_tensor, prepare_for_inference
-from ..core.network.weights import load_model
-from ..core.pipeline import process_frame, resize_images, run_matcher
+from ..core.network.weights import load_model, load_weights
+from ..core.pipeline import process_frame, resize_images, run_matcher, weights_inference_scale
 from ..core.proxy import AGREEMENT_PX
 from ..core.sgbm import SgbmBackend
 from ..core.warping import warp_right_to_left
@@ -303,7 +303,8 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
              "adaptation_steps": adapter.steps, "rollbacks": adapter.rollbacks}
     if save_weights is not None and per_frame["adapted"]:
         written = adapter.save(save_weights, {"source": "stereo_depth_replay --mode offline", "bag": str(bag),
-                                               "frames": len(per_frame["adapted"]), "initial_weights": weights or "shipped"})
+                                               "frames": len(per_frame["adapted"]), "initial_weights": weights or "shipped"},
+                               weights_inference_scale(meta))
         extra["saved_weights"] = str(written)
         _say(f"adapted weights written to {written}")
     return _finish(output, "offline", bag, per_frame, last, has_gt, extra)
@@ -715,7 +716,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {"mode": args.adaptation, "image_loss": args.image_loss, "learning_rate": args.learning_rate,
                  "proxy": args.proxy}
     adaptation = replace(config.adaptation(), **{k: v for k, v in overrides.items() if v is not None})
-    network_size = partial(inference_size, config)
+    weights_scale = 1.0
+    if config.inference_scale == 0.0 and not config.inference_width:  # the scale the weights name
+        try:
+            weights_scale = weights_inference_scale(load_weights(args.weights)[1])
+        except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: WeightsError
+            print(f"[replay] error: {exc}", file=sys.stderr)
+            return 2
+    network_size = partial(inference_size, config, weights_scale=weights_scale)
     fusion_margin = config.output_fusion_margin if config.output_fusion == "sgbm" else None
     try:
         if args.mode == "offline":

@@ -303,6 +303,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "anchor": args.anchor,
         "teacher_scale": args.teacher_scale or None,
         "frame_scale": args.frame_scale,
+        # the node and the tools run weights at the scale they name (inference_scale 0)
+        **({"inference_scale": args.frame_scale} if args.frame_scale != 1.0 else {}),
         "synthetic": ({"fraction": args.synthetic_fraction, "mix": args.synthetic_mix, "target": args.synthetic_target, "domain": args.domain, "train_samples": args.train_samples,
                        "data_seed": args.data_seed, "resolution": [args.width, args.height]}
                       if synthetic is not None else None),
