@@ -157,3 +157,25 @@ def test_bf16_precision_stays_close_to_fp32_and_bad_precision_is_refused(setup):
     assert 0 < change < 0.5  # it did run in bfloat16, and stays near (the GPU figure is in the README)
     with pytest.raises(ValueError, match="precision: expected one of"):
         predict_disparities(model, left, right, precision="fp16")
+
+
+def test_the_matcher_runs_on_the_images_as_they_are_when_the_network_input_is_upsampled(setup):
+    """run_matcher: for a larger network input SGBM matches the images as they are and its disparity
+    is brought to that size (nearest, in its pixels); for a smaller one it matches the resized images."""
+    from stereo_depth_ros.core.adaptation import AdaptationConfig, proxy_matcher
+    from stereo_depth_ros.core.pipeline import resize_images, run_matcher
+
+    s, _, _, left, right = setup
+    matcher = proxy_matcher(AdaptationConfig(), 192.0)
+    native = run_matcher(matcher, left, right)
+    up = run_matcher(matcher, left, right, size=(384, 512))  # 2x: every native pixel becomes a 2x2 block
+    assert up.shape == (384, 512) and up.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(up[::2, ::2]), np.isnan(native))
+    np.testing.assert_allclose(up[::2, ::2][~np.isnan(native)], 2.0 * native[~np.isnan(native)], rtol=1e-6)
+    gt = s.disparity_left
+    valid = ~np.isnan(native)
+    assert np.median(np.abs(native[valid] - gt[valid])) < 2.0  # a real match, not a constant
+    half = run_matcher(matcher, left, right, size=(96, 128))
+    np.testing.assert_array_equal(np.nan_to_num(half, nan=-1.0),
+                                  np.nan_to_num(matcher(*(resize_images(t, (96, 128))[0].permute(1, 2, 0).numpy()
+                                                          for t in (left, right))), nan=-1.0))

@@ -288,3 +288,33 @@ def test_label_quality_tool_on_the_real_motorcycle_pair(tmp_path, capsys):
     assert "| outdoor_" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--synthetic", "outdoor", "--size", "3x"])
+
+
+def test_adapting_on_an_upsampled_pair_labels_with_sgbm_on_the_images_as_they_are(monkeypatch):
+    """At an inference_scale above 1 the test-time adapter's SGBM labels are those the node uses: SGBM
+    on the images as they are, brought to the network's size (run_matcher), not SGBM on the
+    upsampled images; at scale 1 the adapter computes them itself, as before."""
+    from stereo_depth_ros.core.adaptation import OnlineAdapter, proxy_matcher
+    from stereo_depth_ros.core.network.weights import load_model
+    from stereo_depth_ros.core.pipeline import run_matcher
+    from stereo_depth_ros.core.synthetic import generate_sample
+    from stereo_depth_ros.core.test_time import AdaptingBackend, _pair
+
+    s = generate_sample(3, width=128, height=96, domain="indoor")
+    model, _ = load_model()
+    seen = []
+    step = OnlineAdapter.step
+
+    def recording_step(self, left, right, matcher_disparity=None):  # what each step is given
+        seen.append((tuple(left.shape), matcher_disparity))
+        return step(self, left, right, matcher_disparity)
+
+    monkeypatch.setattr(OnlineAdapter, "step", recording_step)
+    AdaptingBackend(model, AdaptationConfig(), 1, inference_scale=1.5)(s.left, s.right)
+    (shape, labels), = seen
+    lt, rt = _pair(s.left, s.right, torch.device("cpu"))
+    expected = run_matcher(proxy_matcher(AdaptationConfig(), 192.0), lt, rt, (144, 192))
+    assert shape == (1, 3, 144, 192) and labels.shape == (1, 144, 192)
+    np.testing.assert_array_equal(np.nan_to_num(labels[0], nan=-1.0), np.nan_to_num(expected, nan=-1.0))
+    AdaptingBackend(model, AdaptationConfig(), 1)(s.left, s.right)
+    assert seen[1][0] == (1, 3, 96, 128) and seen[1][1] is None

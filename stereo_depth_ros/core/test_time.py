@@ -177,7 +177,7 @@ class AdaptingBackend:
     def _new_adapter(self) -> OnlineAdapter:
         return OnlineAdapter(copy.deepcopy(self._initial), self.config, seed=self.seed)
 
-    def _adapt(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, Any]:
+    def _adapt(self, left: torch.Tensor, right: torch.Tensor, matcher_disparity: np.ndarray | None = None) -> dict[str, Any]:
         if self.adapter is None or not self.continual:
             self.adapter = self._new_adapter()
         adapter = self.adapter
@@ -191,7 +191,7 @@ class AdaptingBackend:
             steps = tqdm(steps, desc=f"{self.name} steps", unit="step", leave=False, file=sys.stderr)
         start = time.perf_counter()
         for _ in steps:
-            result = adapter.step(left, right)
+            result = adapter.step(left, right, matcher_disparity)
             statuses[result.status] = statuses.get(result.status, 0) + 1
             losses.append(result.loss)
         seconds = time.perf_counter() - start
@@ -205,7 +205,11 @@ class AdaptingBackend:
         """Adapt on the pair, then return its ``(H, W)`` float32 disparity in pixels."""
         lt, rt = _pair(left, right, self.device)
         size = None if self.inference_scale == 1.0 else scaled_size(*lt.shape[-2:], self.inference_scale)
-        self.history.append(self._adapt(resize_images(lt, size), resize_images(rt, size)))
+        labels = None
+        if self.inference_scale > 1.0 and self.config.proxy == "sgbm":  # SGBM as the node runs it: on the
+            matcher = proxy_matcher(self.config, self._initial.config.max_disparity)  # images as they are
+            labels = run_matcher(matcher, lt, rt, size)[None]
+        self.history.append(self._adapt(resize_images(lt, size), resize_images(rt, size), labels))
         model = self.adapter.model
         was_training = model.training
         model.eval()

@@ -418,8 +418,8 @@ class StereoDepthNode(Node):
         size = inference_size(c, left_t.shape[-2], left_t.shape[-1], self.weights_scale)
         adapting = c.adaptation_enabled and c.adaptation_mode != "none"
         fused = c.output_fusion == "sgbm"
-        small = None  # the images at the network's input size, for the adaptation and (on a CPU) SGBM
-        if adapting or (fused and not cuda):
+        small = None  # the images at the network's input size, for the adaptation
+        if adapting:
             small = tuple(resize_images(t, size) for t in (left_t, right_t))
         matcher_np = matcher_t = None
         if fused and not cuda:
@@ -428,7 +428,8 @@ class StereoDepthNode(Node):
             # each parallel region (320x240, 2 cores: 13.4 against 9.3 ms a pair; in the node
             # 16.5-17.0 against 14.4-14.9 ms before the network); beside the network, on a thread
             # of its own, both oversubscribed the cores (6.2 frames/s against 8.2 in turn).
-            matcher_np = self._run_matcher(small)
+            # (on the images as they are when the network's input is upsampled: see run_matcher)
+            matcher_np = self._run_matcher((left_t, right_t), size)
             matcher_t = torch.from_numpy(matcher_np)[None, None]
             mark("sgbm")
         index, model = self.worker.acquire()
@@ -552,8 +553,8 @@ class StereoDepthNode(Node):
             self._save_adapted()
 
     def _run_matcher(self, images: tuple[torch.Tensor, torch.Tensor], size: tuple[int, int] | None = None) -> np.ndarray:
-        """SGBM of the fused output (adaptation's proxy settings, rebuilt when they change) on the
-        pair ``(1, 3, h, w)`` at the network's input size (resized to ``size`` first, if given):
+        """SGBM of the fused output (adaptation's proxy settings, rebuilt when they change) of the
+        pair ``(1, 3, H, W)``, its disparity at the network's input ``size`` (:func:`run_matcher`):
         ``(h, w)`` float32 disparity in pixels, NaN in its holes."""
         settings = proxy_settings(self.config.adaptation())
         if self._matcher is None or self._matcher_key != settings:
