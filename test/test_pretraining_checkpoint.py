@@ -21,6 +21,7 @@ FINETUNED_STAGE6 = CHECKPOINT.with_name("costvolume_finetuned_stage6.safetensors
 FINETUNED_STAGE7 = CHECKPOINT.with_name("costvolume_finetuned_stage7.safetensors")
 FINETUNED_HYPOTHESES = CHECKPOINT.with_name("costvolume_finetuned_hypotheses.safetensors")
 FINETUNED_HYPOTHESES2 = CHECKPOINT.with_name("costvolume_finetuned_hypotheses2.safetensors")
+FINETUNED_SCALE12 = CHECKPOINT.with_name("costvolume_finetuned_scale12.safetensors")
 
 
 def test_the_shipped_weights_are_the_hypotheses_fine_tuning():
@@ -30,6 +31,18 @@ def test_the_shipped_weights_are_the_hypotheses_fine_tuning():
     shipped = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     kept = json.loads(FINETUNED_HYPOTHESES.with_suffix(".json").read_text())
     assert shipped["all_stages"] == kept["all_stages"] and shipped["licences"] == kept["licences"]
+
+
+def test_the_fine_tuning_at_1_2x_asks_to_run_at_that_scale():
+    """``costvolume_finetuned_scale12`` was fine-tuned on frames resized 1.2x (``--frame-scale 1.2``):
+    its metadata names 1.2, which the node and the tools take by default; the shipped weights name none."""
+    from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS, load_weights
+    from stereo_depth_ros.core.pipeline import weights_inference_scale
+
+    sidecar = json.loads(FINETUNED_SCALE12.with_suffix(".json").read_text())
+    assert sidecar["frame_scale"] == 1.2 and "--frame-scale 1.2" in sidecar["all_stages"][-1]["command"]
+    assert weights_inference_scale(load_weights(FINETUNED_SCALE12)[1]) == 1.2
+    assert weights_inference_scale(load_weights(DEFAULT_WEIGHTS)[1]) == 1.0
 
 
 def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
@@ -46,8 +59,8 @@ def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
 
 
 @pytest.mark.parametrize("path", [FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6, FINETUNED_STAGE7, FINETUNED_HYPOTHESES,
-                                  FINETUNED_HYPOTHESES2],
-                         ids=["ft-A", "stage5", "stage6", "stage7", "hypotheses-shipped", "hypotheses2"])
+                                  FINETUNED_HYPOTHESES2, FINETUNED_SCALE12],
+                         ids=["ft-A", "stage5", "stage6", "stage7", "hypotheses-shipped", "hypotheses2", "scale12"])
 def test_the_fine_tuned_checkpoint_names_every_stage_and_source(path):
     model, meta = load_model(path)
     assert isinstance(model, CostVolumeNet)
@@ -64,9 +77,9 @@ def test_the_fine_tuned_checkpoint_names_every_stage_and_source(path):
 
 
 @pytest.mark.parametrize("path", [CHECKPOINT, FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6, FINETUNED_STAGE7,
-                                  FINETUNED_HYPOTHESES, FINETUNED_HYPOTHESES2],
+                                  FINETUNED_HYPOTHESES, FINETUNED_HYPOTHESES2, FINETUNED_SCALE12],
                          ids=["pretrained", "finetuned", "finetuned_stage5", "finetuned_stage6", "finetuned_stage7",
-                              "finetuned_hypotheses", "finetuned_hypotheses2"])
+                              "finetuned_hypotheses", "finetuned_hypotheses2", "finetuned_scale12"])
 @pytest.mark.parametrize("shift", [6, 12, 20])
 def test_the_checkpoint_finds_a_known_shift(path, shift):
     """A random texture and its copy shifted by ``shift`` pixels: the disparity is that shift."""
