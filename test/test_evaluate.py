@@ -285,7 +285,8 @@ def test_main_network_and_sgbm(tmp_path: Path):
     assert ev.main([*compare, "--inference-scale", "1"]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["config"]["inference_scale"] == {"network": 1.0, "network_scaled": 1.0}
-    assert report["summary"]["network_scaled"]["all"]["epe"] == pytest.approx(report["summary"]["network"]["all"]["epe"])
+    summary = report["summary"]
+    assert summary["network_scaled"]["all"]["epe"] == pytest.approx(summary["network"]["all"]["epe"])
 
 
 def test_main_bad_arguments(tmp_path: Path):

@@ -77,9 +77,10 @@ def test_predict_left_matches_the_pair_prediction_and_scaled_size(setup):
     assert abs(float(up.median()) / float(native.median()) - 1.0) < 0.1
 
 
-@pytest.mark.parametrize("metadata, expected", [({}, 1.0), ({"inference_scale": 1.2}, 1.2), ({"inference_scale": 1}, 1.0),
-                                                 ({"inference_scale": 0.0}, ValueError), ({"inference_scale": 2.5}, ValueError),
-                                                 ({"inference_scale": "1.2"}, ValueError), ({"inference_scale": True}, ValueError)])
+@pytest.mark.parametrize("metadata, expected", [
+    ({}, 1.0), ({"inference_scale": 1.2}, 1.2), ({"inference_scale": 1}, 1.0),
+    ({"inference_scale": 0.0}, ValueError), ({"inference_scale": 2.5}, ValueError),
+    ({"inference_scale": "1.2"}, ValueError), ({"inference_scale": True}, ValueError)])
 def test_weights_name_the_scale_they_run_at(metadata, expected):
     from stereo_depth_ros.core.pipeline import weights_inference_scale
 

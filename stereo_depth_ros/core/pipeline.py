@@ -24,7 +24,8 @@ from .network.estimator import predict_left_right
 from .network.model import StereoNet
 from .pointcloud import organized_xyzrgb_tensor
 
-__all__ = ["PRECISIONS", "FrameResult", "MAX_INFERENCE_SCALE", "scaled_size", "weights_inference_scale", "resize_images", "predict_left",
+__all__ = ["PRECISIONS", "FrameResult", "MAX_INFERENCE_SCALE", "scaled_size", "weights_inference_scale",
+           "resize_images", "predict_left",
            "predict_disparities", "run_matcher", "matcher_at_size", "fuse_and_validate", "process_frame",
            "frame_outputs", "outputs_from_disparities", "MAP_CHANNELS"]
 
@@ -184,7 +185,8 @@ def run_matcher(matcher: Callable[[np.ndarray, np.ndarray], np.ndarray], left: t
     check_same_batch_and_size(left, "left", right, "right")
     upsampled = size is not None and size[0] >= left.shape[-2] and size[1] >= left.shape[-1] and \
         tuple(size) != tuple(left.shape[-2:])
-    host = [resize_images(t, None if upsampled else size)[0].permute(1, 2, 0).float().cpu().numpy() for t in (left, right)]
+    host = [resize_images(t, None if upsampled else size)[0].permute(1, 2, 0).float().cpu().numpy()
+            for t in (left, right)]
     disparity = matcher(host[0], host[1])
     if upsampled:
         return matcher_at_size(torch.from_numpy(disparity)[None, None], tuple(size))[0, 0].numpy()

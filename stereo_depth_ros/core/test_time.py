@@ -177,7 +177,8 @@ class AdaptingBackend:
     def _new_adapter(self) -> OnlineAdapter:
         return OnlineAdapter(copy.deepcopy(self._initial), self.config, seed=self.seed)
 
-    def _adapt(self, left: torch.Tensor, right: torch.Tensor, matcher_disparity: np.ndarray | None = None) -> dict[str, Any]:
+    def _adapt(self, left: torch.Tensor, right: torch.Tensor,
+               matcher_disparity: np.ndarray | None = None) -> dict[str, Any]:
         if self.adapter is None or not self.continual:
             self.adapter = self._new_adapter()
         adapter = self.adapter

@@ -42,8 +42,8 @@ from ..core.fusion import SOURCE_NAMES, source_shares
 from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
-from ..core.pipeline import (fuse_and_validate, outputs_from_disparities, predict_disparities, resize_images, run_matcher,
-                             weights_inference_scale)
+from ..core.pipeline import (fuse_and_validate, outputs_from_disparities, predict_disparities, resize_images,
+                             run_matcher, weights_inference_scale)
 from ..core.sgbm import SgbmBackend
 from .conversions import (
     ConversionError,
@@ -728,7 +728,8 @@ class StereoDepthNode(Node):
             kv("cuda_graph_captures", self._graphs.captures if self._graphs is not None else 0),
             kv("precision", c.precision),
             kv("max_disparity_px", self.max_disparity),
-            kv("inference_scale", c.inference_scale or self.weights_scale),
+            kv("inference_scale",
+               "inference_width/height" if c.inference_width else c.inference_scale or self.weights_scale),
             kv("training_command", self.model_meta.get("training_command", ""))]))
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()

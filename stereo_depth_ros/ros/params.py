@@ -298,7 +298,8 @@ def inference_size(config: NodeConfig, height: int, width: int, weights_scale: f
 
     ``inference_width/height`` when set, else ``inference_scale`` times the image size (rounded,
     at least 32 pixels per side so the pyramid keeps a few levels); ``inference_scale`` 0 takes
-    ``weights_scale``, the scale the loaded weights name (:func:`~stereo_depth_ros.core.pipeline.weights_inference_scale`).
+    ``weights_scale``, the scale the loaded weights name
+    (:func:`~stereo_depth_ros.core.pipeline.weights_inference_scale`).
     """
     if config.inference_width:
         return config.inference_height, config.inference_width

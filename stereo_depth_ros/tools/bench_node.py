@@ -203,7 +203,8 @@ def _bench_size(args: argparse.Namespace, width: int, height: int, domain_id: in
         inference = np.asarray(s.stage_ms["inference"])
         n = min(processing.size, inference.size)
         report: dict[str, Any] = {
-            "size": f"{width}x{height}", "device": str(node.device), "inference_scale": args.inference_scale or node.weights_scale,
+            "size": f"{width}x{height}", "device": str(node.device),
+            "inference_scale": args.inference_scale or node.weights_scale,
             "processing_cpu_threads": node._network_threads,
             "rate_hz": args.rate, "frames_measured": processed, "frames_dropped": s.dropped - start_dropped,
             "adaptation": args.adaptation_mode if args.adaptation else "off",

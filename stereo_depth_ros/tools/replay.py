@@ -302,9 +302,9 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
              "photometric_error_function": adaptation.image_loss,
              "adaptation_steps": adapter.steps, "rollbacks": adapter.rollbacks}
     if save_weights is not None and per_frame["adapted"]:
-        written = adapter.save(save_weights, {"source": "stereo_depth_replay --mode offline", "bag": str(bag),
-                                               "frames": len(per_frame["adapted"]), "initial_weights": weights or "shipped"},
-                               weights_inference_scale(meta))
+        extra_meta = {"source": "stereo_depth_replay --mode offline", "bag": str(bag),
+                      "frames": len(per_frame["adapted"]), "initial_weights": weights or "shipped"}
+        written = adapter.save(save_weights, extra_meta, weights_inference_scale(meta))
         extra["saved_weights"] = str(written)
         _say(f"adapted weights written to {written}")
     return _finish(output, "offline", bag, per_frame, last, has_gt, extra)
