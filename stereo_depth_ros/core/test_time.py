@@ -148,6 +148,8 @@ class AdaptingBackend:
             ``seconds`` and ``ms_per_step``.
     """
 
+    uses_ground_truth = False  # called as backend(left, right); the oracle subclass also takes the ground truth
+
     def __init__(self, model: StereoNetwork, config: AdaptationConfig, steps: int, continual: bool = False,
                  device: str | torch.device = "cpu", inference_scale: float = 1.0, name: str = "adapted",
                  progress: bool = False, seed: int = 0) -> None:
@@ -207,8 +209,9 @@ class AdaptingBackend:
         lt, rt = _pair(left, right, self.device)
         size = None if self.inference_scale == 1.0 else scaled_size(*lt.shape[-2:], self.inference_scale)
         labels = None
-        if self.inference_scale > 1.0 and self.config.proxy == "sgbm":  # SGBM as the node runs it: on the
-            matcher = proxy_matcher(self.config, self._initial.config.max_disparity)  # images as they are
+        if self.inference_scale > 1.0 and self.config.proxy == "sgbm" and not self.uses_ground_truth:
+            # SGBM as the node runs it: on the images as they are (the oracle's labels are the ground truth)
+            matcher = proxy_matcher(self.config, self._initial.config.max_disparity)
             labels = run_matcher(matcher, lt, rt, size)[None]
         self.history.append(self._adapt(resize_images(lt, size), resize_images(rt, size), labels))
         model = self.adapter.model

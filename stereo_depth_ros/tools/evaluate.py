@@ -786,27 +786,27 @@ def _samples(args: argparse.Namespace) -> tuple[list[EvalSample] | Iterable[Eval
     return samples, "real: " + ", ".join(str(p) for p in args.path)
 
 
-def _backends(args: argparse.Namespace) -> list[Any]:
+def _backends(args: argparse.Namespace) -> tuple[list[Any], dict[str, float]]:
+    """The backends to score, and the inference scale of each network among them (by name)."""
     from ..core.test_time import AdaptingBackend, GroundTruthAdaptingBackend, MaskedNetworkBackend, NetworkBackend
 
     backends: list[Any] = []
+    scales: dict[str, float] = {}
     if args.backend == "network":
         from dataclasses import replace
 
         from ..core.adaptation import AdaptationConfig
         from ..core.network.weights import load_model
-
         from ..core.pipeline import weights_inference_scale
 
         model, meta = load_model(args.weights, args.device)
-        scale = args.inference_scale or weights_inference_scale(meta)
-        args.scales = {"network": scale}
+        scale = scales["network"] = args.inference_scale or weights_inference_scale(meta)
         backends.append(NetworkBackend(model, args.device, scale, metadata=meta))
         for extra in args.compare_weights:
             other, other_meta = load_model(extra, args.device)
             name = f"network_{Path(extra).stem}"
-            args.scales[name] = args.inference_scale or weights_inference_scale(other_meta)
-            backends.append(NetworkBackend(other, args.device, args.scales[name], name=name, metadata=other_meta))
+            scales[name] = args.inference_scale or weights_inference_scale(other_meta)
+            backends.append(NetworkBackend(other, args.device, scales[name], name=name, metadata=other_meta))
         if args.masks:
             for fusion in (False, True):  # the network alone, then fused as the node publishes
                 for single_pass in (False, True):
@@ -826,14 +826,14 @@ def _backends(args: argparse.Namespace) -> list[Any]:
                 backend.warmup = False  # it learns from what it sees: no untimed extra pass
                 backends.append(backend)
     backends.append(SgbmBackend(max_disparity=args.max_disparity, mode=args.sgbm_mode))
-    return backends
+    return backends, scales
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     args = parse_args(argv)
     try:
-        backends = _backends(args)
+        backends, scales = _backends(args)
     except (ImportError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: WeightsError
         print(f"[evaluate] error: cannot load the network ({exc}); use --backend sgbm to evaluate SGBM alone",
               file=sys.stderr)
@@ -845,7 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       regions=args.regions, region_edge_px=args.region_edge_px)
         metadata = {"dataset": dataset, "argv": list(argv) if argv is not None else sys.argv[1:],
                     "weights": args.weights if args.backend == "network" else None,
-                    "inference_scale": getattr(args, "scales", None), "adapt_steps": args.adapt_steps}
+                    "inference_scale": scales or None, "adapt_steps": args.adapt_steps}
         report = evaluate(backends, samples, args.output, metadata=metadata, **common)
         table = report["table"]
         adapting = [b for b in backends if hasattr(b, "history")]
@@ -855,7 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if continual is not None:
             from ..core.test_time import NetworkBackend
 
-            final = NetworkBackend(continual.model, args.device, args.scales["network"], name="continual_final")
+            final = NetworkBackend(continual.model, args.device, scales["network"], name="continual_final")
             again = evaluate([backends[0], final], samples, args.output / "continual_final",
                              metadata={**metadata, "pass": "every scene with the continual arm's final weights"},
                              **{**common, "disparity_bands": None, "regions": False})
