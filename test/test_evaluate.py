@@ -271,15 +271,18 @@ def test_main_network_and_sgbm(tmp_path: Path):
     assert "network_copy" in report["methods"]
     assert report["summary"]["network_copy"]["all"]["epe"] == pytest.approx(report["summary"]["network"]["all"]["epe"])
     # Weights that name a scale run at it by default (--inference-scale 0), at the one given otherwise.
-    from stereo_depth_ros.core.network.weights import load_model, save_weights
+    from stereo_depth_ros.core.network.weights import load_model, load_weights, save_weights
+    from stereo_depth_ros.core.pipeline import weights_inference_scale
 
+    shipped_scale = weights_inference_scale(load_weights(DEFAULT_WEIGHTS)[1])
+    assert shipped_scale != 1.5
     scaled = tmp_path / "scaled.safetensors"
     save_weights(load_model()[0], scaled, {"inference_scale": 1.5})
     compare = ["--num-samples", "1", "--width", "160", "--height", "128", "--output", str(out),
                "--compare-weights", str(scaled), "--no-images"]
     assert ev.main(compare) == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert report["config"]["inference_scale"] == {"network": 1.0, "network_scaled": 1.5}
+    assert report["config"]["inference_scale"] == {"network": shipped_scale, "network_scaled": 1.5}
     epe = {name: report["summary"][name]["all"]["epe"] for name in ("network", "network_scaled")}
     assert epe["network_scaled"] != pytest.approx(epe["network"], rel=1e-4)
     assert ev.main([*compare, "--inference-scale", "1"]) == 0

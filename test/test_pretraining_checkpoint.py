@@ -1,5 +1,5 @@
 """The checkpoints kept in training/: the pretrained and the fine-tuned cost-volume networks (the
-shipped weights are a copy of ``costvolume_finetuned_hypotheses``). Each loads through its sidecar as the
+shipped weights are a copy of ``costvolume_finetuned_scale12``). Each loads through its sidecar as the
 cost-volume network, says how it was made and from what, and has learned to match."""
 
 from __future__ import annotations
@@ -24,25 +24,27 @@ FINETUNED_HYPOTHESES2 = CHECKPOINT.with_name("costvolume_finetuned_hypotheses2.s
 FINETUNED_SCALE12 = CHECKPOINT.with_name("costvolume_finetuned_scale12.safetensors")
 
 
-def test_the_shipped_weights_are_the_hypotheses_fine_tuning():
+def test_the_shipped_weights_are_the_fine_tuning_at_1_2x():
     from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS
 
-    assert DEFAULT_WEIGHTS.read_bytes() == FINETUNED_HYPOTHESES.read_bytes()
+    assert DEFAULT_WEIGHTS.read_bytes() == FINETUNED_SCALE12.read_bytes()
     shipped = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
-    kept = json.loads(FINETUNED_HYPOTHESES.with_suffix(".json").read_text())
+    kept = json.loads(FINETUNED_SCALE12.with_suffix(".json").read_text())
     assert shipped["all_stages"] == kept["all_stages"] and shipped["licences"] == kept["licences"]
 
 
 def test_the_fine_tuning_at_1_2x_asks_to_run_at_that_scale():
     """``costvolume_finetuned_scale12`` was fine-tuned on frames resized 1.2x (``--frame-scale 1.2``):
-    its metadata names 1.2, which the node and the tools take by default; the shipped weights name none."""
+    its metadata names 1.2, which the node and the tools take by default (it is the shipped file); the
+    weights shipped before it (``costvolume_finetuned_hypotheses``) name none and run at 1.0."""
     from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS, load_weights
     from stereo_depth_ros.core.pipeline import weights_inference_scale
 
     sidecar = json.loads(FINETUNED_SCALE12.with_suffix(".json").read_text())
     assert sidecar["frame_scale"] == 1.2 and "--frame-scale 1.2" in sidecar["all_stages"][-1]["command"]
     assert weights_inference_scale(load_weights(FINETUNED_SCALE12)[1]) == 1.2
-    assert weights_inference_scale(load_weights(DEFAULT_WEIGHTS)[1]) == 1.0
+    assert weights_inference_scale(load_weights(DEFAULT_WEIGHTS)[1]) == 1.2
+    assert weights_inference_scale(load_weights(FINETUNED_HYPOTHESES)[1]) == 1.0
 
 
 def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
@@ -60,7 +62,7 @@ def test_the_checkpoint_loads_as_the_cost_volume_network_with_its_record():
 
 @pytest.mark.parametrize("path", [FINETUNED, FINETUNED_STAGE5, FINETUNED_STAGE6, FINETUNED_STAGE7, FINETUNED_HYPOTHESES,
                                   FINETUNED_HYPOTHESES2, FINETUNED_SCALE12],
-                         ids=["ft-A", "stage5", "stage6", "stage7", "hypotheses-shipped", "hypotheses2", "scale12"])
+                         ids=["ft-A", "stage5", "stage6", "stage7", "hypotheses", "hypotheses2", "scale12-shipped"])
 def test_the_fine_tuned_checkpoint_names_every_stage_and_source(path):
     model, meta = load_model(path)
     assert isinstance(model, CostVolumeNet)

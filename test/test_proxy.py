@@ -188,7 +188,7 @@ def test_masks_trade_density_for_accuracy_on_the_real_motorcycle_pair():
     dense = evaluate_disparity(NetworkBackend(model)(scene.left, scene.right), scene.disparity)
     two = evaluate_disparity(MaskedNetworkBackend(model)(scene.left, scene.right), scene.disparity)
     one = evaluate_disparity(MaskedNetworkBackend(model, single_pass=True)(scene.left, scene.right), scene.disparity)
-    assert dense.density == pytest.approx(100.0)
+    assert dense.density > 99.9  # every pixel, less a few where the network says 0 px (metrics: no prediction)
     assert 30 < two.density < one.density < 99, (two.density, one.density)
     assert two.valid.bad2_pct < one.valid.bad2_pct < dense.all.bad2_pct, (two.valid.bad2_pct, one.valid.bad2_pct)
     # The node's default output (fused with SGBM) in both modes: the same per-pixel choice, and the
