@@ -62,7 +62,45 @@ def test_command_runs_and_writes_the_curves_and_the_signal(tmp_path: Path, capsy
     report = json.loads(out.read_text())
     assert set(report["modes"]) == {"none", "full"} and len(report["modes"]["full"]["epe_curve"]) == 4
     assert report["config"]["disparity_range"] == [3.0, 20.0]
+    from stereo_depth_ros.core.network.weights import load_weights
+    from stereo_depth_ros.core.pipeline import weights_inference_scale
+
+    assert report["config"]["inference_scale"] == weights_inference_scale(load_weights(None)[1])  # weights' own
     assert 0.0 <= report["signal"]["wrong_share"] <= 1.0
     assert "Signal (every 10th frame" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         bench.main(["--frames", "2", "--size", "64x48", "--disparity-range", "20", "3", "--output", str(out)])
+
+
+def test_an_explicit_scale_is_used_and_a_bad_one_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--frames", "2", "--size", "64x48", "--modes", "full", "--forgetting-samples", "1",
+                       "--step-time-sizes", "64x48", "--inference-scale", "1.5", "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["config"]["inference_scale"] == 1.5
+    assert set(report["step_ms"]) == {"full@64x48", "mad@64x48", "inference@64x48"}
+    assert "inference_scale 1.5" in capsys.readouterr().out
+    for bad in ("3", "-1"):
+        with pytest.raises(SystemExit):
+            bench.main(["--frames", "2", "--size", "64x48", "--inference-scale", bad, "--output", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_the_adapter_gets_what_the_node_gives_it_at_each_scale():
+    """Upsampled: the images at the network's size and SGBM's labels of the pair as it is
+    (``run_matcher``); downsampled: the resized images, the adapter labels them itself."""
+    from stereo_depth_ros.core.adaptation import AdaptationConfig, proxy_matcher
+    from stereo_depth_ros.core.pipeline import run_matcher
+
+    left, right, _, _ = pair(textured=True)
+    config = AdaptationConfig()
+    same = bench.adaptation_inputs(left, right, 1.0, config, 16.0)
+    assert same[0] is left and same[1] is right and same[2] is None
+    up_left, up_right, labels = bench.adaptation_inputs(left, right, 1.5, config, 16.0)
+    assert up_left.shape[-2:] == up_right.shape[-2:] == (36, 72) and labels.shape == (1, 36, 72)
+    expected = run_matcher(proxy_matcher(config, 16.0), left, right, (36, 72))
+    np.testing.assert_array_equal(labels[0], expected)
+    assert np.nanmedian(labels[0, :, 12:]) == pytest.approx(1.5 * D, abs=0.5)  # the plane, at the upsampled size
+    down = bench.adaptation_inputs(left, right, 0.5, config, 16.0)
+    assert down[0].shape[-2:] == (32, 32) and down[2] is None  # at least 32 px a side
+    assert bench.adaptation_inputs(left, right, 1.5, AdaptationConfig(proxy="none"), 16.0)[2] is None

@@ -281,6 +281,19 @@ def test_label_quality_tool_on_the_real_motorcycle_pair(tmp_path, capsys):
     row = json.loads(out.read_text())["scenes"][0]
     assert row["valid_density"] > 50 and row["valid_bad"] < 25
     assert 0 < row["gate 0.2"]["learnable"] < 100 and row["gate 0.2"]["learnable_precision"] > 50
+    from stereo_depth_ros.core.network.weights import load_weights
+    from stereo_depth_ros.core.pipeline import weights_inference_scale
+
+    shipped_scale = weights_inference_scale(load_weights(None)[1])
+    assert json.loads(out.read_text())["inference_scale"] == shipped_scale  # the weights' own by default
+    # The network at another scale predicts differently; SGBM's labels (at the scene's size) do not change.
+    assert main(["--path", "motorcycle", "--scale", "0.25", "--margins", "0.2", "--inference-scale", "0.5",
+                 "--output", str(out)]) == 0
+    half = json.loads(out.read_text())
+    assert half["inference_scale"] == 0.5 and "inference_scale 0.5" in capsys.readouterr().out
+    assert half["scenes"][0]["valid_bad"] == row["valid_bad"] and half["scenes"][0]["wrong"] != row["wrong"]
+    with pytest.raises(SystemExit):
+        main(["--path", "motorcycle", "--inference-scale", "2.5"])
     assert main(["--path", str(tmp_path / "nope"), "--output", str(tmp_path / "x.json")]) == 1
     assert not (tmp_path / "x.json").exists()
     # The synthetic test split instead of real scenes.

@@ -9,6 +9,11 @@ would publish, scored against ground truth) and then offered to the adapter. Aft
 network is scored on the training domain's test split (forgetting). Prints a Markdown table and
 writes JSON with every per-frame curve. Figures, not assertions.
 
+The network runs as the node runs it, at ``--inference-scale`` (0, the default: the scale the
+weights name, ``inference_scale`` in their metadata): above 1 every frame is upsampled for the
+network and the adapter, SGBM's proxy labels come from the frame as it is (``run_matcher``), and the
+disparity is scored at the frame's own size; the step times include those labels.
+
 Before adapting, it measures whether the sequence offers the adapter anything to learn from: on
 the pixels where the frozen network is wrong (error > 3 px, not occluded), the reconstruction error
 through the ground truth against the one through the frozen prediction. Where the two are equal,
@@ -29,22 +34,45 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core.adaptation import AdaptationConfig, OnlineAdapter
+from ..core.adaptation import AdaptationConfig, OnlineAdapter, proxy_matcher
 from ..core.losses import image_error_function
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import load_model
+from ..core.pipeline import MAX_INFERENCE_SCALE, predict_left, resize_images, run_matcher, scaled_size, weights_inference_scale
 from ..core.synthetic import generate_sample, generate_sequence, split_seeds
 from ..core.warping import warp_right_to_left
 
 
-def _epe(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, gt: np.ndarray) -> float:
-    with torch.no_grad():
-        pred = model(left, right).disparity[0, 0].cpu().numpy()
+def _epe(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, gt: np.ndarray,
+         scale: float = 1.0) -> float:
+    """Mean absolute error (pixels) of the network's disparity of ``(1, 3, H, W)`` images against the
+    ``(H, W)`` ground truth, the network run at ``scale`` times the images' size."""
+    pred = predict_left(model, left, right, _network_size(left, scale))[0, 0].cpu().numpy()
     return float(np.abs(pred - gt).mean())
 
 
+def _network_size(image: torch.Tensor, scale: float) -> tuple[int, int] | None:
+    """The network's input ``(height, width)`` for ``(B, C, H, W)`` images at ``scale`` (None: their own)."""
+    return None if scale == 1.0 else scaled_size(*image.shape[-2:], scale)
+
+
+def adaptation_inputs(left: torch.Tensor, right: torch.Tensor, scale: float, config: AdaptationConfig,
+                      max_disparity: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None]:
+    """What the node's adapter gets for a ``(1, 3, H, W)`` pair at ``inference_scale`` ``scale``: the
+    images at the network's size and, when that is upsampled, SGBM's ``(1, h, w)`` disparity of the
+    pair as it is, brought to that size (:func:`~stereo_depth_ros.core.pipeline.run_matcher`; None:
+    the adapter computes its labels itself, on the images it is given)."""
+    size = _network_size(left, scale)
+    if size is None:
+        return left, right, None
+    labels = None
+    if scale > 1.0 and config.proxy == "sgbm":
+        labels = run_matcher(proxy_matcher(config, max_disparity), left, right, size)[None]
+    return resize_images(left, size), resize_images(right, size), labels
+
+
 def photometric_signal(model: torch.nn.Module, frames: Sequence[tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]],
-                       image_loss: str = "ssim_l1", wrong_px: float = 3.0) -> dict[str, float]:
+                       image_loss: str = "ssim_l1", wrong_px: float = 3.0, scale: float = 1.0) -> dict[str, float]:
     """Does the image loss prefer the ground truth where the frozen network is wrong?
 
     Args:
@@ -53,6 +81,7 @@ def photometric_signal(model: torch.nn.Module, frames: Sequence[tuple[torch.Tens
             truth disparity (pixels) and ``(H, W)`` bool occlusion of the left pixels.
         image_loss: ``"ssim_l1"`` or ``"census"``, the adapter's reconstruction error.
         wrong_px: a pixel is wrong when its error exceeds this (pixels).
+        scale: the network runs at this factor of the images' size (its disparity is scored at theirs).
 
     Returns:
         ``wrong_share`` (of non-occluded pixels), the mean reconstruction error through the ground
@@ -66,7 +95,7 @@ def photometric_signal(model: torch.nn.Module, frames: Sequence[tuple[torch.Tens
     for left, right, gt, occluded in frames:
         target = torch.as_tensor(gt, dtype=left.dtype, device=left.device)[None, None]
         with torch.no_grad():
-            pred = model(left, right).disparity
+            pred = predict_left(model, left, right, _network_size(left, scale))
             e_gt = error(warp_right_to_left(right, target)[0], left).mean(1)[0].cpu().numpy()
             e_pred = error(warp_right_to_left(right, pred)[0], left).mean(1)[0].cpu().numpy()
         seen = ~np.asarray(occluded, dtype=bool)
@@ -125,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--forgetting-samples", type=int, default=10)
     p.add_argument("--step-time-sizes", nargs="*", default=["320x240", "640x480"])
     p.add_argument("--weights", default=None)
+    p.add_argument("--inference-scale", type=float, default=0.0,
+                   help="the network's input size as a factor of the frames' (0: the scale the weights name, "
+                        "as the node's inference_scale 0)")
     p.add_argument("--device", default="cpu", help="torch device of the network and the adapter (cpu, cuda)")
     p.add_argument("--output", type=Path, default=Path("bench_adaptation.json"))
     p.add_argument("--single-frame", type=int, default=0, metavar="STEPS",
@@ -145,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         p.error(str(exc))
     width, height = (int(v) for v in args.size.lower().split("x"))
+    if not 0.0 <= args.inference_scale <= MAX_INFERENCE_SCALE:
+        p.error(f"--inference-scale: expected 0 (the weights' own) or a factor in (0, {MAX_INFERENCE_SCALE:g}], "
+                f"got {args.inference_scale}")
     if args.single_frame:
         return single_frame(args, width, height)
 
@@ -157,9 +192,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         p.error(str(exc))
     frames = [(image_to_tensor(f.left, device), image_to_tensor(f.right, device), f.disparity_left) for f in sequence]
-    model, _ = load_model(args.weights, device)
+    model, meta = load_model(args.weights, device)
+    try:
+        scale = args.inference_scale or weights_inference_scale(meta)
+        scaled_size(height, width, scale)
+    except ValueError as exc:
+        p.error(str(exc))
+    max_disparity = float(model.config.max_disparity)
     signal = photometric_signal(model, [(*frames[k], sequence[k].occlusion_left) for k in range(0, len(frames), 10)],
-                                args.image_loss)
+                                args.image_loss, scale=scale)
     del sequence
     home = [(image_to_tensor(s.left, device), image_to_tensor(s.right, device), s.disparity_left)
             for s in (generate_sample(seed, width, height, "indoor") for seed in split_seeds("test", args.forgetting_samples))]
@@ -170,18 +211,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for mode in args.modes:
         model, _ = load_model(args.weights, device)
         adapter = OnlineAdapter(model, replace(base_config, mode=mode))
-        home_before = float(np.mean([_epe(model, *h) for h in home]))
+        home_before = float(np.mean([_epe(model, *h, scale) for h in home]))
         curve, losses, seconds = [], [], []
         start = time.time()
         for k, (left, right, gt) in enumerate(frames):
-            curve.append(_epe(model, left, right, gt))
-            result = adapter.step(left, right)
+            curve.append(_epe(model, left, right, gt, scale))
+            result = adapter.step(*adaptation_inputs(left, right, scale, base_config, max_disparity))
             losses.append(result.loss)
             seconds.append(result.seconds)
             if (k + 1) % 50 == 0:
                 print(f"[bench] {mode}: frame {k + 1}/{len(frames)}, EPE {np.mean(curve[-50:]):.3f} px, "
                       f"rollbacks {adapter.rollbacks}", file=sys.stderr)
-        home_after = float(np.mean([_epe(model, *h) for h in home]))
+        home_after = float(np.mean([_epe(model, *h, scale) for h in home]))
         n = max(1, len(curve) // 6)
         results[mode] = {
             "epe_curve": curve, "loss_curve": losses, "epe_first": float(np.mean(curve[:n])),
@@ -202,21 +243,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             times = []
             for _ in range(6):  # wall time to the end of the step's GPU work (its own clock stops at the host)
                 t0 = time.perf_counter()
-                adapter.step(left, right)
+                adapter.step(*adaptation_inputs(left, right, scale, base_config, max_disparity))
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 times.append(time.perf_counter() - t0)
             times = times[1:]
             step_times[f"{mode}@{size}"] = 1000 * float(np.median(times))
         model, _ = load_model(args.weights, device)
-        with torch.no_grad():
-            model(left, right)
-            sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(3):
-                model(left, right)
-            sync()
+        network_size = _network_size(left, scale)
+        predict_left(model, left, right, network_size)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(3):
+            predict_left(model, left, right, network_size)
+        sync()
         step_times[f"inference@{size}"] = 1000 * (time.perf_counter() - t0) / 3
 
     reference = results.get("none")
@@ -232,14 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append("| step | " + " | ".join(step_times) + " |")
         lines.append("|---|" + "---|" * len(step_times))
         where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-        lines.append(f"| median ms ({where}) | " + " | ".join(f"{v:.0f}" for v in step_times.values()) + " |")
+        lines.append(f"| median ms ({where}, inference_scale {scale:g}) | "
+                     + " | ".join(f"{v:.0f}" for v in step_times.values()) + " |")
     lines.append("")
     lines.append(f"Signal (every 10th frame, frozen network): {100 * signal['wrong_share']:.1f} % of the visible pixels "
                  f"are wrong by > 3 px; there the {args.image_loss} error is {signal['loss_gt']:.4f} through the ground "
                  f"truth and {signal['loss_pred']:.4f} through the prediction, and the ground truth is the better "
                  f"reconstruction on {100 * signal['gt_better']:.0f} % of them (50 % = nothing to learn).")
     print("\n".join(lines))
-    args.output.write_text(json.dumps({"config": vars(args) | {"output": str(args.output)}, "modes": results,
+    args.output.write_text(json.dumps({"config": vars(args) | {"output": str(args.output), "inference_scale": scale},
+                                       "modes": results,
                                        "step_ms": step_times, "signal": signal}, indent=2) + "\n")
     return 0
 

@@ -6,9 +6,12 @@ labels are on scenes with ground truth, and how much of the network's error they
 
 For every scene, with the frozen network's prediction: SGBM's labels exactly as online adaptation
 computes them (the network's search range, left-right check, uniqueness, speckle filter, background
-fill of the holes, the frozen network as the reference), scored against the ground truth
+fill of the holes, the frozen network as the reference; all at the scene's own size, where the node's
+SGBM runs too), scored against the ground truth
 (:func:`~stereo_depth_ros.core.proxy.score_labels`), and the labels the photometric gate lets through
-at each ``--margins`` value. A markdown table per scene and the median over scenes on stdout;
+at each ``--margins`` value. The network runs as the node runs it, at
+``--inference-scale`` (0, the default: the scale the weights name), its disparity brought back to
+the scene's size. A markdown table per scene and the median over scenes on stdout;
 ``--output`` also writes them as JSON. Bad input ends with a one-line error and no output file.
 """
 
@@ -54,12 +57,14 @@ def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     from ..core.losses import image_error_function
     from ..core.network.estimator import image_to_tensor
     from ..core.network.weights import load_model
-    from ..core.pipeline import predict_left
+    from ..core.pipeline import predict_left, scaled_size, weights_inference_scale
     from ..core.proxy import score_labels
     from ..core.self_supervision import gate_labels
     from ..core.warping import warp_right_to_left
 
-    model, _ = load_model(args.weights, args.device)
+    model, meta = load_model(args.weights, args.device)
+    scale = args.inference_scale or weights_inference_scale(meta)
+    args.inference_scale_used = scale
     # The frozen network is both the prediction scored here and the gate's reference: the adapter
     # computes SGBM's labels only, and the prediction is set as the reference (no second forward pass).
     config = AdaptationConfig()
@@ -69,7 +74,8 @@ def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     for name, left_image, right_image, disparity in _samples(args):
         left, right = image_to_tensor(left_image, args.device), image_to_tensor(right_image, args.device)
         with torch.no_grad():
-            prediction = predict_left(model.eval(), left, right, None).float()
+            size = None if scale == 1.0 else scaled_size(*left.shape[-2:], scale)
+            prediction = predict_left(model.eval(), left, right, size).float()
             recon, _ = warp_right_to_left(right, prediction, padding_mode="border")
             error = image_error(recon, left)
         labels = replace(adapter.proxy_labels(left, right), reference=prediction)
@@ -123,11 +129,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="photometric gate margins to score (adaptation.proxy_gate_margin)")
     p.add_argument("--scale", type=float, default=1.0, help="score the scenes resized by this factor")
     p.add_argument("--weights", default=None, help="network weights (.safetensors); default: the shipped weights")
+    p.add_argument("--inference-scale", type=float, default=0.0,
+                   help="the network's input size as a factor of the scene's (0: the scale the weights name, "
+                        "as the node's inference_scale 0)")
     p.add_argument("--device", default="cpu", help="torch device of the network")
     p.add_argument("--output", type=Path, default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if not 0.0 < args.scale <= 1.0:
         p.error(f"--scale: expected a fraction in (0, 1], got {args.scale}")
+    from ..core.pipeline import MAX_INFERENCE_SCALE
+
+    if not 0.0 <= args.inference_scale <= MAX_INFERENCE_SCALE:
+        p.error(f"--inference-scale: expected 0 (the weights' own) or a factor in (0, {MAX_INFERENCE_SCALE:g}], "
+                f"got {args.inference_scale}")
     try:
         args.size = tuple(int(v) for v in args.size.lower().split("x"))
         if len(args.size) != 2 or min(args.size) < 32:
@@ -147,9 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[label_quality] error: no scenes with ground truth under {args.path or args.synthetic}", file=sys.stderr)
         return 1
     print(_table(rows, args.margins))
+    print(f"The network at inference_scale {args.inference_scale_used:g}.")
     if args.output is not None:
         tmp = args.output.with_name(args.output.name + ".tmp")
-        tmp.write_text(json.dumps({"argv": list(argv) if argv is not None else sys.argv[1:], "scenes": rows}, indent=2) + "\n")
+        tmp.write_text(json.dumps({"argv": list(argv) if argv is not None else sys.argv[1:],
+                                   "inference_scale": args.inference_scale_used, "scenes": rows}, indent=2) + "\n")
         tmp.replace(args.output)
     return 0
 
