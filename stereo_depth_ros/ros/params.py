@@ -76,8 +76,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("inference_height", 0, "Network input height in pixels (0 = the image height).", True, 0, 4096),
     ParamSpec("inference_scale", 0.0, "Run the network at this factor of the image size (when inference_width/height "
               "are 0); disparity is resized and rescaled. 0 = the scale the weights name (the one they were "
-              "fine-tuned at, 1.0 when they name none). Below 1 trades accuracy for speed on CPU; above 1 "
-              "upsamples, slower, for finer matching.", True, 0.0, MAX_INFERENCE_SCALE),
+              "fine-tuned at, 1.0 when they name none; the shipped weights name 1.2). Below 1 trades accuracy for "
+              "speed on CPU; above 1 upsamples, slower, for finer matching.", True, 0.0, MAX_INFERENCE_SCALE),
     ParamSpec("cpu_threads", 0, "Torch CPU threads of the frame processing; 0 = auto: the node measures 1 thread "
               "against all cores while it runs and keeps the faster (1 wins when another process shares the CPU). "
               "The adaptation thread uses one.", True, 0, 256),
