@@ -144,6 +144,12 @@ def test_fuse_and_validate_resizes_the_matcher_and_keeps_its_holes():
     disparity, validity, fusion = fuse_and_validate(network, None, left, right, camera,
                                                     ValidityConfig(lr_max_difference=None), small)
     assert fusion is not None and (fusion.source[..., 60:70] == SOURCE_NETWORK).all()
+    # Pixel centres stay aligned: up by 1.2x and back is every pixel itself (plain nearest shifted 4 in 5).
+    ramp = torch.arange(40.0).repeat(1, 1, 25, 1)
+    there_and_back = matcher_at_size(matcher_at_size(ramp, (30, 48)), (25, 40))
+    assert torch.allclose(there_and_back, ramp, atol=1e-5)
+    half = matcher_at_size(torch.arange(8.0).view(1, 1, 1, 8), (1, 4))  # pixel j of 4 covers 2j and 2j + 1
+    assert torch.equal(half[0, 0, 0], torch.tensor([1.0, 3.0, 5.0, 7.0]) / 2)
     assert torch.allclose(disparity[..., int(D) + 2:58], torch.tensor(D))
     alone, _, none = fuse_and_validate(network, None, left, right, camera, ValidityConfig(lr_max_difference=None))
     assert none is None and alone is network

@@ -276,8 +276,8 @@ class GroundTruthAdaptingBackend(AdaptingBackend):
         gt = torch.where(known, gt, torch.zeros_like(gt))
         if self.inference_scale != 1.0:  # labels at the adaptation size, in its pixels
             size = scaled_size(height, width, self.inference_scale)
-            gt = torch.nn.functional.interpolate(gt, size=size, mode="nearest") * (size[1] / width)
-            known = torch.nn.functional.interpolate(known.float(), size=size, mode="nearest") > 0.5
+            gt = torch.nn.functional.interpolate(gt, size=size, mode="nearest-exact") * (size[1] / width)
+            known = torch.nn.functional.interpolate(known.float(), size=size, mode="nearest-exact") > 0.5
         self._labels = ProxyLabels(gt, known, torch.zeros_like(known))
         if isinstance(self.adapter, _GroundTruthAdapter):  # continual: the carried adapter gets the new labels
             self.adapter.labels = self._labels
