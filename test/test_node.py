@@ -485,6 +485,39 @@ def test_fused_output_reports_its_sources_on_diagnostics(harness, sample):
     assert shares()["fusion"] == "none" and harness.node.stats.processed == 2
 
 
+def test_adapting_upsampled_without_fusion_labels_with_sgbm_on_the_frame_as_it_is(sample, tmp_path, monkeypatch):
+    """With the network's input upsampled and ``output.fusion: none``, adaptation still gets SGBM's
+    labels of the frame as it is (``run_matcher``, as the fused output would), not SGBM on the
+    upsampled images that the adapter would otherwise compute itself."""
+    from stereo_depth_ros.core.adaptation import AdaptationWorker, proxy_matcher
+    from stereo_depth_ros.core.pipeline import run_matcher, scaled_size
+
+    submitted = []
+    submit = AdaptationWorker.submit
+
+    def recording_submit(self, left, right, matcher_disparity=None):
+        submitted.append((tuple(left.shape), matcher_disparity))
+        return submit(self, left, right, matcher_disparity)
+
+    monkeypatch.setattr(AdaptationWorker, "submit", recording_submit)
+    h = Harness([Parameter("inference_scale", value=1.25), Parameter("output.fusion", value="none"),
+                 Parameter("adaptation.enabled", value=True), Parameter("sensor_qos", value="reliable"),
+                 Parameter("device", value="cpu")])
+    try:
+        h.publish(*stereo_messages(sample, 90.0))
+        assert h.spin_until(lambda: h.received["depth"] and submitted)
+        height, width = sample.left.shape[:2]
+        size = scaled_size(height, width, 1.25)
+        (shape, labels), = submitted
+        assert shape == (1, 3, *size) and labels is not None and labels.shape == (1, *size)
+        matcher = proxy_matcher(h.node.config.adaptation(), h.node.max_disparity)
+        left, right = (torch.from_numpy(np.round(np.clip(image, 0, 1) * 255).astype(np.float32) / 255.0)
+                       .permute(2, 0, 1)[None] for image in (sample.left, sample.right))  # as sent: rgb8
+        np.testing.assert_array_equal(labels[0], run_matcher(matcher, left, right, size))
+    finally:
+        h.close()
+
+
 def test_weights_that_name_a_scale_run_at_it_and_adapted_saves_keep_it(sample, tmp_path):
     """``inference_scale`` 0 (the default) runs the network at the scale its weights name (their
     metadata's ``inference_scale``, written by ``--frame-scale`` fine-tuning): it reaches /diagnostics,

@@ -183,14 +183,21 @@ def run_matcher(matcher: Callable[[np.ndarray, np.ndarray], np.ndarray], left: t
     """
     check_tensor(left, "left", (1, 3, "H", "W"))
     check_same_batch_and_size(left, "left", right, "right")
-    upsampled = size is not None and size[0] >= left.shape[-2] and size[1] >= left.shape[-1] and \
-        tuple(size) != tuple(left.shape[-2:])
+    upsampled = upsamples(left, size)
     host = [resize_images(t, None if upsampled else size)[0].permute(1, 2, 0).float().cpu().numpy()
             for t in (left, right)]
     disparity = matcher(host[0], host[1])
     if upsampled:
         return matcher_at_size(torch.from_numpy(disparity)[None, None], tuple(size))[0, 0].numpy()
     return disparity
+
+
+def upsamples(image: torch.Tensor, size: tuple[int, int] | None) -> bool:
+    """Whether the network's input ``size`` ``(h, w)`` enlarges ``(B, C, H, W)`` images (an
+    ``inference_scale`` above 1): then SGBM, for the fused output and for adaptation's labels alike,
+    matches the images as they are (:func:`run_matcher`), not the upsampled ones."""
+    return size is not None and size[0] >= image.shape[-2] and size[1] >= image.shape[-1] and \
+        tuple(size) != tuple(image.shape[-2:])
 
 
 def matcher_at_size(disparity: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -43,7 +43,7 @@ from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
 from ..core.pipeline import (fuse_and_validate, outputs_from_disparities, predict_disparities, resize_images,
-                             run_matcher, weights_inference_scale)
+                             run_matcher, upsamples, weights_inference_scale)
 from ..core.sgbm import SgbmBackend
 from .conversions import (
     ConversionError,
@@ -530,7 +530,11 @@ class StereoDepthNode(Node):
             # Adapt at the size the network runs at: what it learns is what it is used for, and a
             # step (and its SGBM proxy) at a reduced inference size costs what inference saves.
             # With the fused output SGBM already ran on this frame: its result is the proxy label.
-            labels = matcher_np[None] if matcher_np is not None and c.adaptation_proxy == "sgbm" else None
+            labels = None
+            if c.adaptation_proxy == "sgbm":
+                if matcher_np is None and upsamples(left_t, size):  # fusion off: SGBM as the fused output runs it
+                    matcher_np = self._run_matcher((left_t, right_t), size)
+                labels = matcher_np[None] if matcher_np is not None else None
             self.worker.submit(*small, matcher_disparity=labels)
 
         now = time.monotonic()
