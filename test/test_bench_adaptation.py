@@ -82,7 +82,8 @@ def test_an_explicit_scale_is_used_and_a_bad_one_refused(tmp_path: Path, capsys:
     assert "inference_scale 1.5" in capsys.readouterr().out
     for bad in ("3", "-1"):
         with pytest.raises(SystemExit):
-            bench.main(["--frames", "2", "--size", "64x48", "--inference-scale", bad, "--output", str(tmp_path / "x.json")])
+            bench.main(["--frames", "2", "--size", "64x48", "--inference-scale", bad,
+                        "--output", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
 
 

@@ -259,7 +259,8 @@ def make_unlabeled_batch(data: UnlabeledSet, step: int, seed: int, batch_size: i
             scale = max(ch / height, cw / width)
             size = (int(np.ceil(height * scale)), int(np.ceil(width * scale)))
             resize = lambda x: torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)  # noqa: E731
-            nearest = lambda x: torch.nn.functional.interpolate(x.float(), size=size, mode="nearest-exact")  # noqa: E731
+            nearest = lambda x: torch.nn.functional.interpolate(  # noqa: E731
+                x.float(), size=size, mode="nearest-exact")
             left, right = resize(left), resize(right)
             disp = nearest(disp) * (size[1] / width)
             valid, filled = nearest(valid) > 0.5, nearest(filled) > 0.5

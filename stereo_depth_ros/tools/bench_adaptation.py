@@ -38,7 +38,8 @@ from ..core.adaptation import AdaptationConfig, OnlineAdapter, proxy_matcher
 from ..core.losses import image_error_function
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import load_model
-from ..core.pipeline import MAX_INFERENCE_SCALE, predict_left, resize_images, run_matcher, scaled_size, weights_inference_scale
+from ..core.pipeline import (MAX_INFERENCE_SCALE, predict_left, resize_images, run_matcher, scaled_size,
+                             weights_inference_scale)
 from ..core.synthetic import generate_sample, generate_sequence, split_seeds
 from ..core.warping import warp_right_to_left
 
