@@ -94,14 +94,13 @@ def test_the_adapter_gets_what_the_node_gives_it_at_each_scale():
     from stereo_depth_ros.core.pipeline import run_matcher
 
     left, right, _, _ = pair(textured=True)
-    config = AdaptationConfig()
-    same = bench.adaptation_inputs(left, right, 1.0, config, 16.0)
+    matcher = proxy_matcher(AdaptationConfig(), 16.0)
+    same = bench.adaptation_inputs(left, right, 1.0, matcher)
     assert same[0] is left and same[1] is right and same[2] is None
-    up_left, up_right, labels = bench.adaptation_inputs(left, right, 1.5, config, 16.0)
+    up_left, up_right, labels = bench.adaptation_inputs(left, right, 1.5, matcher)
     assert up_left.shape[-2:] == up_right.shape[-2:] == (36, 72) and labels.shape == (1, 36, 72)
-    expected = run_matcher(proxy_matcher(config, 16.0), left, right, (36, 72))
-    np.testing.assert_array_equal(labels[0], expected)
+    np.testing.assert_array_equal(labels[0], run_matcher(matcher, left, right, (36, 72)))
     assert np.nanmedian(labels[0, :, 12:]) == pytest.approx(1.5 * D, abs=0.5)  # the plane, at the upsampled size
-    down = bench.adaptation_inputs(left, right, 0.5, config, 16.0)
+    down = bench.adaptation_inputs(left, right, 0.5, matcher)
     assert down[0].shape[-2:] == (32, 32) and down[2] is None  # at least 32 px a side
-    assert bench.adaptation_inputs(left, right, 1.5, AdaptationConfig(proxy="none"), 16.0)[2] is None
+    assert bench.adaptation_inputs(left, right, 1.5, None)[2] is None  # proxy "none": no SGBM labels

@@ -39,7 +39,8 @@ from ..core.losses import image_error_function
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import load_model
 from ..core.pipeline import (MAX_INFERENCE_SCALE, predict_left, resize_images, run_matcher, scaled_size,
-                             weights_inference_scale)
+                             upsamples, weights_inference_scale)
+from ..core.sgbm import SgbmBackend
 from ..core.synthetic import generate_sample, generate_sequence, split_seeds
 from ..core.warping import warp_right_to_left
 
@@ -57,18 +58,17 @@ def _network_size(image: torch.Tensor, scale: float) -> tuple[int, int] | None:
     return None if scale == 1.0 else scaled_size(*image.shape[-2:], scale)
 
 
-def adaptation_inputs(left: torch.Tensor, right: torch.Tensor, scale: float, config: AdaptationConfig,
-                      max_disparity: float) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None]:
+def adaptation_inputs(left: torch.Tensor, right: torch.Tensor, scale: float,
+                      matcher: SgbmBackend | None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None]:
     """What the node's adapter gets for a ``(1, 3, H, W)`` pair at ``inference_scale`` ``scale``: the
-    images at the network's size and, when that is upsampled, SGBM's ``(1, h, w)`` disparity of the
-    pair as it is, brought to that size (:func:`~stereo_depth_ros.core.pipeline.run_matcher`; None:
-    the adapter computes its labels itself, on the images it is given)."""
+    images at the network's size and, when that is upsampled, ``matcher``'s (the SGBM of the proxy
+    labels, :func:`~stereo_depth_ros.core.adaptation.proxy_matcher`; None: no SGBM labels) ``(1, h, w)``
+    disparity of the pair as it is, brought to that size (:func:`~stereo_depth_ros.core.pipeline.run_matcher`;
+    None: the adapter computes its labels itself, on the images it is given)."""
     size = _network_size(left, scale)
     if size is None:
         return left, right, None
-    labels = None
-    if scale > 1.0 and config.proxy == "sgbm":
-        labels = run_matcher(proxy_matcher(config, max_disparity), left, right, size)[None]
+    labels = run_matcher(matcher, left, right, size)[None] if matcher is not None and upsamples(left, size) else None
     return resize_images(left, size), resize_images(right, size), labels
 
 
@@ -199,7 +199,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         scaled_size(height, width, scale)
     except ValueError as exc:
         p.error(str(exc))
-    max_disparity = float(model.config.max_disparity)
     signal = photometric_signal(model, [(*frames[k], sequence[k].occlusion_left) for k in range(0, len(frames), 10)],
                                 args.image_loss, scale=scale)
     del sequence
@@ -208,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_config = AdaptationConfig(learning_rate=args.lr, image_loss=args.image_loss, automask=not args.no_automask,
                                    anchor=args.anchor, proxy=args.proxy)
     base_config = replace(base_config, **args.adapt_overrides)
+    matcher = proxy_matcher(base_config, float(model.config.max_disparity)) if base_config.proxy == "sgbm" else None
     results: dict[str, dict] = {}
     for mode in args.modes:
         model, _ = load_model(args.weights, device)
@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.time()
         for k, (left, right, gt) in enumerate(frames):
             curve.append(_epe(model, left, right, gt, scale))
-            result = adapter.step(*adaptation_inputs(left, right, scale, base_config, max_disparity))
+            result = adapter.step(*adaptation_inputs(left, right, scale, matcher))
             losses.append(result.loss)
             seconds.append(result.seconds)
             if (k + 1) % 50 == 0:
@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             times = []
             for _ in range(6):  # wall time to the end of the step's GPU work (its own clock stops at the host)
                 t0 = time.perf_counter()
-                adapter.step(*adaptation_inputs(left, right, scale, base_config, max_disparity))
+                adapter.step(*adaptation_inputs(left, right, scale, matcher))
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 times.append(time.perf_counter() - t0)

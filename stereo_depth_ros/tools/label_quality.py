@@ -50,7 +50,8 @@ def _samples(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray, np.nda
         yield sample.name, sample.left, sample.right, sample.disparity
 
 
-def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+def _scene_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
+    """The rows of every scene and the ``inference_scale`` the network ran at."""
     import torch
 
     from ..core.adaptation import AdaptationConfig, OnlineAdapter
@@ -64,7 +65,6 @@ def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     model, meta = load_model(args.weights, args.device)
     scale = args.inference_scale or weights_inference_scale(meta)
-    args.inference_scale_used = scale
     # The frozen network is both the prediction scored here and the gate's reference: the adapter
     # computes SGBM's labels only, and the prediction is set as the reference (no second forward pass).
     config = AdaptationConfig()
@@ -87,7 +87,7 @@ def _scene_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
             row[f"gate {margin:g}"] = {k: scores[k] for k in ("learnable", "learnable_precision", "learnable_fixes")}
         rows.append(row)
         print(f"[label_quality] {name}: done", file=sys.stderr)
-    return rows
+    return rows, scale
 
 
 def _table(rows: list[dict[str, Any]], margins: Sequence[float]) -> str:
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not 0.0 <= m < 1.0 for m in args.margins):
         p.error(f"--margins: expected fractions in [0, 1), got {args.margins}")
     try:
-        rows = _scene_rows(args)
+        rows, scale = _scene_rows(args)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"[label_quality] error: {exc}", file=sys.stderr)
         return 1
@@ -161,11 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[label_quality] error: no scenes with ground truth under {args.path or args.synthetic}", file=sys.stderr)
         return 1
     print(_table(rows, args.margins))
-    print(f"The network at inference_scale {args.inference_scale_used:g}.")
+    print(f"The network at inference_scale {scale:g}.")
     if args.output is not None:
         tmp = args.output.with_name(args.output.name + ".tmp")
         tmp.write_text(json.dumps({"argv": list(argv) if argv is not None else sys.argv[1:],
-                                   "inference_scale": args.inference_scale_used, "scenes": rows}, indent=2) + "\n")
+                                   "inference_scale": scale, "scenes": rows}, indent=2) + "\n")
         tmp.replace(args.output)
     return 0
 
