@@ -200,6 +200,18 @@ def upsamples(image: torch.Tensor, size: tuple[int, int] | None) -> bool:
         tuple(size) != tuple(image.shape[-2:])
 
 
+def upsampled_labels(matcher: Callable[[np.ndarray, np.ndarray], np.ndarray] | None, left: torch.Tensor,
+                     right: torch.Tensor, size: tuple[int, int] | None) -> np.ndarray | None:
+    """The SGBM labels adaptation is handed for a pair ``(1, 3, H, W)`` whose network input ``size``
+    enlarges it: ``(1, h, w)`` disparity of the pair as it is, brought to ``size`` (:func:`run_matcher`),
+    as the fused output computes it. None when ``size`` does not enlarge the pair (the adapter's own
+    SGBM on the images it is given is then the same thing) or without a ``matcher`` (no SGBM labels).
+    The node, the offline replay, the test-time backends and the adaptation benchmark all ask here."""
+    if matcher is None or not upsamples(left, size):
+        return None
+    return run_matcher(matcher, left, right, size)[None]
+
+
 def matcher_at_size(disparity: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A matcher's disparity ``(B, 1, h, w)`` (NaN holes) at ``size`` ``(height, width)``, rescaled to
     that image's pixels: nearest-neighbour, so holes stay holes and no value is invented.

@@ -35,7 +35,7 @@ from .network.estimator import image_to_tensor, prepare_for_inference
 from .network.model import StereoNetwork
 from .camera import StereoCamera
 from .masks import ValidityConfig
-from .pipeline import predict_left, process_frame, resize_images, run_matcher, scaled_size
+from .pipeline import predict_left, process_frame, resize_images, run_matcher, scaled_size, upsampled_labels
 
 __all__ = ["NetworkBackend", "MaskedNetworkBackend", "AdaptingBackend", "GroundTruthAdaptingBackend"]
 
@@ -170,6 +170,9 @@ class AdaptingBackend:
         self.adapter: OnlineAdapter | None = None
         self.history: list[dict[str, Any]] = []
         self.metadata = {"adaptation": dict(config.__dict__), "steps": steps, "continual": continual}
+        # SGBM's labels of an upsampled pair (the oracle's labels are the ground truth)
+        self._label_matcher = (proxy_matcher(config, model.config.max_disparity)
+                               if config.proxy == "sgbm" and not self.uses_ground_truth else None)
 
     @property
     def model(self) -> StereoNetwork:
@@ -208,11 +211,7 @@ class AdaptingBackend:
         """Adapt on the pair, then return its ``(H, W)`` float32 disparity in pixels."""
         lt, rt = _pair(left, right, self.device)
         size = None if self.inference_scale == 1.0 else scaled_size(*lt.shape[-2:], self.inference_scale)
-        labels = None
-        if self.inference_scale > 1.0 and self.config.proxy == "sgbm" and not self.uses_ground_truth:
-            # SGBM as the node runs it: on the images as they are (the oracle's labels are the ground truth)
-            matcher = proxy_matcher(self.config, self._initial.config.max_disparity)
-            labels = run_matcher(matcher, lt, rt, size)[None]
+        labels = upsampled_labels(self._label_matcher, lt, rt, size)  # SGBM as the node runs it
         self.history.append(self._adapt(resize_images(lt, size), resize_images(rt, size), labels))
         model = self.adapter.model
         was_training = model.training

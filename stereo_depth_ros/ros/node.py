@@ -43,7 +43,7 @@ from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
 from ..core.pipeline import (fuse_and_validate, outputs_from_disparities, predict_disparities, resize_images,
-                             run_matcher, upsamples, weights_inference_scale)
+                             run_matcher, upsampled_labels, weights_inference_scale)
 from ..core.sgbm import SgbmBackend
 from .conversions import (
     ConversionError,
@@ -429,7 +429,7 @@ class StereoDepthNode(Node):
             # 16.5-17.0 against 14.4-14.9 ms before the network); beside the network, on a thread
             # of its own, both oversubscribed the cores (6.2 frames/s against 8.2 in turn).
             # (on the images as they are when the network's input is upsampled: see run_matcher)
-            matcher_np = self._run_matcher((left_t, right_t), size)
+            matcher_np = run_matcher(self._proxy_matcher(), left_t, right_t, size)
             matcher_t = torch.from_numpy(matcher_np)[None, None]
             mark("sgbm")
         index, model = self.worker.acquire()
@@ -465,7 +465,7 @@ class StereoDepthNode(Node):
                     # From the host's copy of the images (a download of the device ones would wait
                     # for the network), resized like the network's input.
                     host = tuple(torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0) for image in (left, right))
-                    matcher_np = self._run_matcher(host, size)
+                    matcher_np = run_matcher(self._proxy_matcher(), *host, size)
                     self.stats.stage_ms["sgbm_beside_gpu"].append(1000 * (time.monotonic() - sgbm_start))
                     matcher_t = torch.from_numpy(matcher_np)[None, None].to(self.device, non_blocking=True)
                 tensors = (left_t, right_t, disp_l) + tuple(t for t in (disp_r, rgb8_t, matcher_t) if t is not None)
@@ -532,9 +532,8 @@ class StereoDepthNode(Node):
             # With the fused output SGBM already ran on this frame: its result is the proxy label.
             labels = None
             if c.adaptation_proxy == "sgbm":
-                if matcher_np is None and upsamples(left_t, size):  # fusion off: SGBM as the fused output runs it
-                    matcher_np = self._run_matcher((left_t, right_t), size)
-                labels = matcher_np[None] if matcher_np is not None else None
+                labels = (matcher_np[None] if matcher_np is not None  # fusion off: SGBM as the fused output runs it
+                          else upsampled_labels(self._proxy_matcher(), left_t, right_t, size))
             self.worker.submit(*small, matcher_disparity=labels)
 
         now = time.monotonic()
@@ -556,15 +555,14 @@ class StereoDepthNode(Node):
         if c.adaptation_save_period and c.adaptation_weights_path and now - self._last_save > c.adaptation_save_period:
             self._save_adapted()
 
-    def _run_matcher(self, images: tuple[torch.Tensor, torch.Tensor], size: tuple[int, int] | None = None) -> np.ndarray:
-        """SGBM of the fused output (adaptation's proxy settings, rebuilt when they change) of the
-        pair ``(1, 3, H, W)``, its disparity at the network's input ``size`` (:func:`run_matcher`):
-        ``(h, w)`` float32 disparity in pixels, NaN in its holes."""
+    def _proxy_matcher(self) -> SgbmBackend:
+        """The SGBM of the fused output and of adaptation's labels (adaptation's proxy settings,
+        rebuilt when they change); :func:`run_matcher` runs it at the network's input size."""
         settings = proxy_settings(self.config.adaptation())
         if self._matcher is None or self._matcher_key != settings:
             self._matcher = proxy_matcher(self.config.adaptation(), self.max_disparity)
             self._matcher_key = settings
-        return run_matcher(self._matcher, *images, size=size)
+        return self._matcher
 
     def _consistency(self, d_l: np.ndarray, d_r: np.ndarray, camera: StereoCamera) -> None:
         """ICP residual between the clouds back-projected from the left and the right ``(H, W)``

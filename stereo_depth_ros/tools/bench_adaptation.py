@@ -38,8 +38,8 @@ from ..core.adaptation import AdaptationConfig, OnlineAdapter, proxy_matcher
 from ..core.losses import image_error_function
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import load_model
-from ..core.pipeline import (MAX_INFERENCE_SCALE, predict_left, resize_images, run_matcher, scaled_size,
-                             upsamples, weights_inference_scale)
+from ..core.pipeline import (MAX_INFERENCE_SCALE, predict_left, resize_images, scaled_size, upsampled_labels,
+                             weights_inference_scale)
 from ..core.sgbm import SgbmBackend
 from ..core.synthetic import generate_sample, generate_sequence, split_seeds
 from ..core.warping import warp_right_to_left
@@ -66,10 +66,7 @@ def adaptation_inputs(left: torch.Tensor, right: torch.Tensor, scale: float,
     disparity of the pair as it is, brought to that size (:func:`~stereo_depth_ros.core.pipeline.run_matcher`;
     None: the adapter computes its labels itself, on the images it is given)."""
     size = _network_size(left, scale)
-    if size is None:
-        return left, right, None
-    labels = run_matcher(matcher, left, right, size)[None] if matcher is not None and upsamples(left, size) else None
-    return resize_images(left, size), resize_images(right, size), labels
+    return resize_images(left, size), resize_images(right, size), upsampled_labels(matcher, left, right, size)
 
 
 def photometric_signal(model: torch.nn.Module, frames: Sequence[tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]],
