@@ -30,6 +30,16 @@ def test_hypotheses_are_the_disparity_and_its_windows_extremes():
     square = torch.nn.functional.max_pool2d(noise, 11, stride=1, padding=5)
     assert torch.equal(neighbourhood_hypotheses(noise, 5)[:, 2:], square)
     assert torch.equal(neighbourhood_hypotheses(noise, 5)[:, 1:2], -torch.nn.functional.max_pool2d(-noise, 11, 1, 5))
+    for radius in (1, 2, 3, 4, 8, 20):  # every step count of the doubling, windows wider than the map
+        size = 2 * radius + 1
+        square = torch.nn.functional.max_pool2d(
+            torch.nn.functional.pad(noise, (radius,) * 4, value=float("-inf")), size, stride=1)
+        assert torch.equal(neighbourhood_hypotheses(noise, radius)[:, 2:], square), radius
+    bump = torch.zeros(1, 1, 9, 9)
+    bump[..., 4, 4] = 1.0
+    bump.requires_grad_(True)  # the gradient reaches the one maximum of each window that holds the bump
+    neighbourhood_hypotheses(bump, 2)[:, 2].sum().backward()
+    assert bump.grad[0, 0, 4, 4] == 25.0
     with pytest.raises(ValueError, match="radius"):
         neighbourhood_hypotheses(disparity, 0)
     with pytest.raises(ValueError, match="disparity"):

