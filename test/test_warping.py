@@ -132,3 +132,37 @@ def test_sample_columns_equals_general_sampling_on_the_same_rows():
         torch.testing.assert_close(w.sample_columns(image, columns, padding), expected, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match=r"columns: expected shape \(2, 1, 6, W_out\)"):
         w.sample_columns(image, columns[:, :, :5])
+
+
+def test_channels_last_features_are_sampled_by_gathering_with_grid_samples_values_and_gradients():
+    """The network's CPU path: channels-last features take the gathering path; values, gradients and
+    the out-of-view rules are grid_sample's, and the result stays channels-last."""
+    gen = torch.Generator().manual_seed(4)
+    image = torch.rand(2, 5, 6, 20, generator=gen, dtype=torch.float64)
+    columns = torch.rand(2, 1, 6, 23, generator=gen, dtype=torch.float64) * 30 - 5  # W_out != W, some out of view
+    last = image.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    plain = image.clone().requires_grad_(True)
+    assert w._gathers(last, columns, "zeros") and not w._gathers(plain, columns, "zeros")
+    for padding in ("zeros", "border"):
+        cols_last, cols_plain = columns.clone().requires_grad_(True), columns.clone().requires_grad_(True)
+        got, expected = w.sample_columns(last, cols_last, padding), w.sample_columns(plain, cols_plain, padding)
+        assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+        weights = torch.rand(got.shape, generator=gen, dtype=torch.float64)
+        grads = torch.autograd.grad((got * weights).sum(), (last, cols_last))
+        expected_grads = torch.autograd.grad((expected * weights).sum(), (plain, cols_plain))
+        for a, b in zip(grads, expected_grads):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    edges = columns.clone()
+    # On, inside and past the edges: kinks of the interpolation, so values only.
+    edges[0, 0, 0, :6] = torch.tensor([-1.0, -0.5, 0.0, 19.0, 19.5, 20.0])
+    for padding in ("zeros", "border"):
+        torch.testing.assert_close(w.sample_columns(last, edges, padding), w.sample_columns(plain, edges, padding),
+                                   rtol=0, atol=1e-12)
+    nan_columns = columns.clone()
+    nan_columns[1, 0, 2, 3] = float("nan")  # non-finite columns keep grid_sample's rules: its path
+    assert not w._gathers(last, nan_columns, "zeros")
+    torch.testing.assert_close(w.sample_columns(last, nan_columns, "zeros"), w.sample_columns(plain, nan_columns, "zeros"),
+                               rtol=0, atol=1e-12, equal_nan=True)
+    disparity = (torch.rand(2, 1, 6, 20, generator=gen, dtype=torch.float64) * 0.6 + 1.2).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda i, d: w.warp_right_to_left(i, d, "zeros")[0], (last, disparity))

@@ -134,7 +134,10 @@ def sample_columns(image: torch.Tensor, columns: torch.Tensor, padding_mode: Pad
     """Sample each row of ``image`` at the given column coordinates (linear interpolation).
 
     The row never changes in a rectified warp, so the grid is built directly (the normalisation of
-    :func:`pixels_to_grid`) and no in-view mask is computed: the cheap path for per-frame use.
+    :func:`pixels_to_grid`) and no in-view mask is computed: the cheap path for per-frame use. A
+    channels-last image of several channels (the network's features on the CPU) is sampled by
+    gathering whole pixels instead of through ``grid_sample`` (:func:`_sample_columns_by_gathering`:
+    the same values, 3x faster, and the result stays channels-last).
 
     Args:
         image: ``(B, C, H, W)`` source image.
@@ -150,11 +153,57 @@ def sample_columns(image: torch.Tensor, columns: torch.Tensor, padding_mode: Pad
     batch, _, height, width = image.shape
     if columns.shape[0] != batch or columns.shape[2] != height:
         raise ValueError(f"columns: expected shape ({batch}, 1, {height}, W_out) like image, got {tuple(columns.shape)}")
+    if _gathers(image, columns, padding_mode):
+        return _sample_columns_by_gathering(image, columns, padding_mode)
     v = torch.arange(height, device=image.device, dtype=image.dtype).view(1, height, 1)
     grid_u = _normalise(columns[:, 0].to(image.dtype), width, ALIGN_CORNERS)
     grid_v = _normalise(v, height, ALIGN_CORNERS)
     grid = torch.stack([grid_u, grid_v.expand_as(grid_u)], dim=-1)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=ALIGN_CORNERS)
+
+
+def _gathers(image: torch.Tensor, columns: torch.Tensor, padding_mode: PaddingMode) -> bool:
+    """Whether :func:`sample_columns` takes the gathering path: a channels-last image of several
+    channels (the network's features on the CPU), zeros or border padding, finite columns."""
+    return (padding_mode in ("zeros", "border") and image.shape[1] > 1 and not image.is_contiguous()
+            and image.is_contiguous(memory_format=torch.channels_last) and bool(torch.isfinite(columns).all()))
+
+
+def _sample_columns_by_gathering(image: torch.Tensor, columns: torch.Tensor, padding_mode: PaddingMode) -> torch.Tensor:
+    """:func:`sample_columns` of a channels-last ``(B, C, H, W)`` image as two row gathers and a blend.
+
+    A channels-last image is a table of ``B H W`` pixels of ``C`` contiguous values: the linear
+    interpolation between columns ``floor(u)`` and ``floor(u) + 1`` of the same row reads two of its
+    rows per output pixel (``index_select``) and blends them. ``grid_sample`` reads the same values
+    but runs its general 2D kernel, which on a channels-last image is 3x slower (32 channels at
+    144x192 on 2 cores: 1.0 against 0.35 ms; 16 channels at 288x384: 4.0 against 1.2 ms) and returns
+    ``NCHW``, which the next convolution converts back. The result is channels-last, equal to
+    ``grid_sample``'s to float rounding (its ``[-1, 1]`` normalisation costs ~1e-4 px at 384 columns),
+    gradients included: zero outside the image (``"zeros"``) or beyond the border (``"border"``).
+    """
+    batch, channels, height, width = image.shape
+    out_width = columns.shape[-1]
+    u = columns[:, 0].to(image.dtype)  # (B, H, W_out) pixels
+    # Border: the coordinate clamped into the image, as grid_sample's; zeros: anything beyond one
+    # pixel outside reads zeros alike, and the clamp keeps the integer conversion in range.
+    u = u.clamp(0, width - 1) if padding_mode == "border" else u.clamp(-2, width + 1)
+    floor = torch.floor(u)
+    weight_right = u - floor
+    weight_left = 1 - weight_right
+    index_left = floor.long()
+    index_right = index_left + 1
+    if padding_mode == "zeros":
+        weight_left = weight_left * ((index_left >= 0) & (index_left < width))
+        weight_right = weight_right * ((index_right >= 0) & (index_right < width))
+    rows = torch.arange(batch * height, device=image.device).view(batch, height, 1) * width
+    pixels = image.permute(0, 2, 3, 1).reshape(batch * height * width, channels)  # a view: channels-last
+
+    def gather(index: torch.Tensor) -> torch.Tensor:
+        flat = (rows + index.clamp(0, width - 1)).reshape(-1)
+        return pixels.index_select(0, flat).view(batch, height, out_width, channels)
+
+    blended = gather(index_left) * weight_left.unsqueeze(-1) + gather(index_right) * weight_right.unsqueeze(-1)
+    return blended.permute(0, 3, 1, 2)  # (B, C, H, W_out), channels-last
 
 
 def warp_right_to_left(
