@@ -178,3 +178,24 @@ def test_right_disparity_from_the_mirrored_pair_is_consistent(shipped):
     ok = ~s.occlusion_right
     err = np.abs(dr[0, 0].numpy() - s.disparity_right)[ok]
     assert np.median(err) < 3.0
+
+
+def test_correlation_is_the_dot_product_of_unit_vectors_with_its_gradients():
+    gen = torch.Generator().manual_seed(6)
+    left = torch.randn(2, 6, 5, 9, generator=gen, dtype=torch.float64)
+    right = torch.randn(2, 6, 5, 9, generator=gen, dtype=torch.float64)
+    right[..., 4] = 0.0  # zero vectors, as warped features read outside the image
+    for min_shift, max_shift in ((-2, 2), (0, 4), (-3, -1), (1, 3), (-12, 12)):  # the last beyond the width
+        a, b = left.clone().requires_grad_(True), right.clone().requires_grad_(True)
+        got = correlation(a, b, min_shift, max_shift)
+        unit_left, unit_right = unit_channels(a), unit_channels(b)
+        expected = torch.zeros_like(got)
+        for i, s in enumerate(range(min_shift, max_shift + 1)):
+            for u in range(9):
+                if 0 <= u - s < 9:
+                    expected[:, i, :, u] = (unit_left[..., u] * unit_right[..., u - s]).sum(dim=1)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+        weights = torch.randn(got.shape, generator=gen, dtype=torch.float64)
+        grads = torch.autograd.grad((got * weights).sum(), (a, b), retain_graph=True)
+        for x, y in zip(grads, torch.autograd.grad((expected * weights).sum(), (a, b))):
+            torch.testing.assert_close(x, y, rtol=0, atol=1e-9)

@@ -81,16 +81,25 @@ def correlation(left: torch.Tensor, right: torch.Tensor, min_shift: int, max_shi
         raise ValueError(f"correlation: expected equal shapes, got {tuple(left.shape)} and {tuple(right.shape)}")
     if min_shift > max_shift:
         raise ValueError(f"correlation: expected min_shift <= max_shift, got {min_shift} > {max_shift}")
-    width = left.shape[-1]
-    left = unit_channels(left)
-    right = unit_channels(right)
-    pad_left, pad_right = max(max_shift, 0), max(-min_shift, 0)
-    padded = F.pad(right, (pad_left, pad_right))
-    costs = []
-    for s in range(min_shift, max_shift + 1):
-        start = pad_left - s  # right(u - s) lives at padded index u - s + pad_left
-        costs.append((left * padded[..., start : start + width]).sum(dim=1, keepdim=True))
-    return torch.cat(costs, dim=1)
+    batch, _, height, width = left.shape
+    # Each pixel's dot products scaled by the two inverse norms: the cosine of unit_channels' vectors
+    # without writing normalised and padded copies of both maps.
+    inverse_left, inverse_right = _inverse_norm(left), _inverse_norm(right)
+    costs = left.new_zeros(batch, max_shift - min_shift + 1, height, width)
+    for i, s in enumerate(range(min_shift, max_shift + 1)):
+        first, stop = max(s, 0), width + min(s, 0)  # columns u whose right(u - s) lies inside the map
+        if first >= stop:
+            continue
+        out, src = slice(first, stop), slice(first - s, stop - s)
+        dot = (left[..., out] * right[..., src]).sum(dim=1, keepdim=True)
+        costs[:, i : i + 1, :, out] = dot * inverse_left[..., out] * inverse_right[..., src]
+    return costs
+
+
+def _inverse_norm(features: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``1 / max(|v|, eps)`` of each pixel's channel vector: ``(B, C, H, W) -> (B, 1, H, W)`` (as
+    :func:`unit_channels`: the clamp before the root gives a zero vector a zero gradient)."""
+    return torch.rsqrt((features * features).sum(dim=1, keepdim=True).clamp_min(eps * eps))
 
 
 class DisparityDecoder(nn.Module):
