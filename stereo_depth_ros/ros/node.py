@@ -36,6 +36,7 @@ from stereo_msgs.msg import DisparityImage
 from ..core import pointcloud
 from ..core.adaptation import (AdaptationWorker, OnlineAdapter, StepResult, load_adapted_or_default, proxy_matcher,
                                proxy_settings)
+from ..core.allocator import keep_freed_memory
 from ..core.camera import StereoCamera
 from ..core.cpu_threads import ThreadCountTuner
 from ..core.fusion import SOURCE_NAMES, source_shares
@@ -764,9 +765,12 @@ def freeze_startup_objects() -> None:
 
 
 def main(args: Sequence[str] | None = None) -> int:
+    kept = keep_freed_memory()
     single_thread_outside_processing()
     rclpy.init(args=args)
     node = StereoDepthNode()
+    node.get_logger().info("malloc: freed memory kept for the next frame" if kept
+                           else "malloc: the C library's defaults or the environment's tunables")
     freeze_startup_objects()
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..core.adaptation import AdaptationConfig, OnlineAdapter, proxy_matcher
+from ..core.allocator import keep_freed_memory
 from ..core.losses import image_error_function
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import load_model
@@ -168,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--anchor", type=float, default=AdaptationConfig().anchor,
                    help="pull towards the initial weights after every update (fraction)")
     args = p.parse_args(argv)
+    keep_freed_memory()  # as stereo_depth_node's main() does
     from .evaluate import parse_adapt_overrides
 
     try:

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..core.allocator import keep_freed_memory
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.network.compiled import CompiledStereoNet
 from ..core.network.config import ARCHITECTURES, default_config
@@ -247,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--scales and --accuracy-samples measure accuracy, which needs --weights, not --architecture")
     if args.compile and args.scales is not None:
         p.error("--compile times the full-size network; run it without --scales")
+    # As stereo_depth_node's main() does; the environment's own malloc tunables stand (core/allocator.py).
+    kept = keep_freed_memory()
+    print("malloc: freed memory kept for the next frame" if kept
+          else "malloc: the C library's defaults or the environment's tunables")
     if args.scales is not None:
         return _scale_table(args)
     if args.frame_path:

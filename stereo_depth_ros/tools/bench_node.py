@@ -295,9 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(_PROFILE))
     import torch
 
+    from ..core.allocator import keep_freed_memory
     from ..ros.node import single_thread_outside_processing
 
-    single_thread_outside_processing()  # as stereo_depth_node's main() does
+    keep_freed_memory()  # as stereo_depth_node's main() does
+    single_thread_outside_processing()
     reports = []
     for width, height in args.sizes:
         print(f"[bench_node] {width}x{height}: {args.warmup} + {args.frames} frames at {args.rate:g} Hz ...", file=sys.stderr)

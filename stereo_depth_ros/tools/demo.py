@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..core import pointcloud
+from ..core.allocator import keep_freed_memory
 from ..core.camera import StereoCamera
 from ..core.masks import ValidityConfig, compute_validity
 from ..core.metrics import evaluate_disparity
@@ -262,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--min-depth", type=float, default=0.1)
     p.add_argument("--max-depth", type=float, default=100.0)
     args = p.parse_args(argv)
+    keep_freed_memory()  # as stereo_depth_node's main() does
     if args.frames < 1 or args.synthetic_frames < 1:
         p.error("--frames/--synthetic-frames: expected at least 1")
     if not 0.0 < args.scale <= 1.0:

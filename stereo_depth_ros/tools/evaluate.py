@@ -65,6 +65,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from ..core.allocator import keep_freed_memory
 from ..core.metrics import (DISPARITY_BANDS, DisparityEvaluation, aggregate, band_edges, evaluate_by_disparity,
                             evaluate_disparity, gt_valid_mask, prediction_valid_mask, sparsification)
 from ..core.datasets import EvalSample, load_folder_samples, read_disparity, read_image
@@ -832,6 +833,7 @@ def _backends(args: argparse.Namespace) -> tuple[list[Any], dict[str, float]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     args = parse_args(argv)
+    keep_freed_memory()  # as stereo_depth_node's main() does
     try:
         backends, scales = _backends(args)
     except (ImportError, OSError, ValueError, RuntimeError) as exc:  # RuntimeError: WeightsError

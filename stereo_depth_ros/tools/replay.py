@@ -55,6 +55,7 @@ import torch
 
 from ..bags import BagError, StereoTopics, raw_messages, read_stereo_bag
 from ..core.adaptation import AdaptationConfig, OnlineAdapter, proxy_matcher
+from ..core.allocator import keep_freed_memory
 from ..core.losses import image_error_function
 from ..core.masks import ValidityConfig
 from ..core.metrics import aggregate, evaluate_disparity
@@ -710,6 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for field, default in StereoTopics().__dict__.items():
         p.add_argument(f"--{field.replace('_', '-')}-topic", dest=field, default=default)
     args = p.parse_args(argv)
+    keep_freed_memory()  # as stereo_depth_node's main() does
     topics = StereoTopics(**{k: getattr(args, k) for k in StereoTopics().__dict__})
     if args.save_weights is not None and args.mode != "offline":
         p.error("--save-weights: only with --mode offline (the live node saves through adaptation.weights_path)")
