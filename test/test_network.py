@@ -7,7 +7,7 @@ import torch
 from stereo_depth_ros.core.metrics import aggregate, evaluate_disparity
 from stereo_depth_ros.core.network import NetworkConfig, StereoNet
 from stereo_depth_ros.core.network.estimator import StereoEstimator, image_to_tensor
-from stereo_depth_ros.core.network.layers import correlation, unit_channels
+from stereo_depth_ros.core.network.layers import correlation, half_resolution, unit_channels
 from stereo_depth_ros.core.network.supervision import supervised_loss
 from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS, WeightsError, load_model, load_weights, save_weights
 from stereo_depth_ros.core.sgbm import SgbmBackend
@@ -199,3 +199,17 @@ def test_correlation_is_the_dot_product_of_unit_vectors_with_its_gradients():
         grads = torch.autograd.grad((got * weights).sum(), (a, b), retain_graph=True)
         for x, y in zip(grads, torch.autograd.grad((expected * weights).sum(), (a, b))):
             torch.testing.assert_close(x, y, rtol=0, atol=1e-9)
+
+
+def test_half_resolution_is_two_by_two_average_pooling_with_its_gradients():
+    gen = torch.Generator().manual_seed(7)
+    for shape in ((2, 3, 8, 12), (1, 5, 6, 10), (1, 3, 7, 9)):  # the last odd: avg_pool2d itself
+        images = torch.rand(shape, generator=gen, dtype=torch.float64)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            a = images.contiguous(memory_format=layout).requires_grad_(True)
+            b = images.clone().requires_grad_(True)
+            got, expected = half_resolution(a), torch.nn.functional.avg_pool2d(b, 2)
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+            weights = torch.rand(expected.shape, generator=gen, dtype=torch.float64)
+            (grad_a,), (grad_b,) = (torch.autograd.grad((x * weights).sum(), (y,)) for x, y in ((got, a), (expected, b)))
+            torch.testing.assert_close(grad_a, grad_b, rtol=0, atol=1e-12)

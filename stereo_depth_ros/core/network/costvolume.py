@@ -51,7 +51,7 @@ from ..warping import warp_right_to_left
 from .base import HypothesisChoice, StereoNetwork, StereoOutput, prepare_images
 from .config import CostVolumeConfig
 from .hypotheses import HypothesisSelector
-from .layers import DisparityDecoder, FeaturePyramid, Refinement, correlation, unit_channels
+from .layers import DisparityDecoder, FeaturePyramid, Refinement, correlation, half_resolution, unit_channels
 
 __all__ = ["CostAggregation", "CostVolumeNet", "InvertedResidual", "groupwise_correlation", "soft_argmin"]
 
@@ -248,9 +248,9 @@ class CostVolumeNet(StereoNetwork):
         volume = groupwise_correlation(f_left, f_right, c.search, c.groups)
         scores = self.aggregation(volume.flatten(1, 2), volume.mean(dim=1), f_left)
         disparity = soft_argmin(scores)
-        pooled = [F.avg_pool2d(images, 2)]  # the images at levels 1, 2, ... (sizes are multiples of the stride)
+        pooled = [half_resolution(images)]  # the images at levels 1, 2, ... (sizes are multiples of the stride)
         while len(pooled) < (top if c.context_level == top else top - 1):
-            pooled.append(F.avg_pool2d(pooled[-1], 2))
+            pooled.append(half_resolution(pooled[-1]))
         if c.context_level == top:
             disparity = self._context(disparity, features[top - 1], pooled[top - 1], batch, top)
         levels: dict[int, torch.Tensor] = {top: disparity}
