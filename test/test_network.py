@@ -7,7 +7,7 @@ import torch
 from stereo_depth_ros.core.metrics import aggregate, evaluate_disparity
 from stereo_depth_ros.core.network import NetworkConfig, StereoNet
 from stereo_depth_ros.core.network.estimator import StereoEstimator, image_to_tensor
-from stereo_depth_ros.core.network.layers import correlation, half_resolution, unit_channels
+from stereo_depth_ros.core.network.layers import concat_channels, correlation, half_resolution, unit_channels
 from stereo_depth_ros.core.network.supervision import supervised_loss
 from stereo_depth_ros.core.network.weights import DEFAULT_WEIGHTS, WeightsError, load_model, load_weights, save_weights
 from stereo_depth_ros.core.sgbm import SgbmBackend
@@ -213,3 +213,16 @@ def test_half_resolution_is_two_by_two_average_pooling_with_its_gradients():
             weights = torch.rand(expected.shape, generator=gen, dtype=torch.float64)
             (grad_a,), (grad_b,) = (torch.autograd.grad((x * weights).sum(), (y,)) for x, y in ((got, a), (expected, b)))
             torch.testing.assert_close(grad_a, grad_b, rtol=0, atol=1e-12)
+
+
+def test_concat_channels_is_torch_cat_and_keeps_channels_last():
+    gen = torch.Generator().manual_seed(8)
+    maps = [torch.rand(2, c, 5, 7, generator=gen, dtype=torch.float64) for c in (4, 1, 3)]
+    expected = torch.cat(maps, dim=1)
+    plain = concat_channels(maps)
+    assert plain.is_contiguous() and torch.equal(plain, expected)
+    mixed = [maps[0].contiguous(memory_format=torch.channels_last).requires_grad_(True), maps[1], maps[2]]
+    got = concat_channels(mixed)
+    assert torch.equal(got, expected) and got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    (grad,) = torch.autograd.grad((got * torch.arange(8.0, dtype=torch.float64).view(1, 8, 1, 1)).sum(), (mixed[0],))
+    assert torch.equal(grad, torch.arange(4.0, dtype=torch.float64).view(1, 4, 1, 1).expand(2, 4, 5, 7))

@@ -51,7 +51,8 @@ from ..warping import warp_right_to_left
 from .base import HypothesisChoice, StereoNetwork, StereoOutput, prepare_images
 from .config import CostVolumeConfig
 from .hypotheses import HypothesisSelector
-from .layers import DisparityDecoder, FeaturePyramid, Refinement, correlation, half_resolution, unit_channels
+from .layers import (DisparityDecoder, FeaturePyramid, Refinement, concat_channels, correlation, half_resolution,
+                     unit_channels)
 
 __all__ = ["CostAggregation", "CostVolumeNet", "InvertedResidual", "groupwise_correlation", "soft_argmin"]
 
@@ -152,7 +153,7 @@ class CostAggregation(nn.Module):
         self.gain = nn.Parameter(torch.tensor(10.0))  # softmax of 10 x cosine similarity: a clear peak
 
     def forward(self, volume: torch.Tensor, raw: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        x0 = self.stem(torch.cat([volume, features], dim=1))
+        x0 = self.stem(concat_channels([volume, features]))
         x1 = self.down1(x0)
         x2 = self.down2(x1)
         y1 = self.fuse1(x1 + self.up1(F.interpolate(x2, size=x1.shape[-2:], mode="bilinear", align_corners=False)))
@@ -223,7 +224,7 @@ class CostVolumeNet(StereoNetwork):
         image_left, image_right = images[:batch], images[batch:]
         recon, _ = warp_right_to_left(image_right, disparity.to(image_right.dtype), padding_mode="border")
         scale = self.config.max_disparity / (2**level)
-        inputs = torch.cat([features[:batch], disparity / scale, image_left, (image_left - recon).abs()], dim=1)
+        inputs = concat_channels([features[:batch], disparity / scale, image_left, (image_left - recon).abs()])
         return disparity + self.context(inputs)
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> StereoOutput:
@@ -266,7 +267,7 @@ class CostVolumeNet(StereoNetwork):
             warped, _ = warp_right_to_left(f_right, up.to(f_right.dtype), padding_mode="zeros")
             cost = correlation(f_left, warped, -c.correlation_radius, c.correlation_radius)
             recon, _ = warp_right_to_left(image_right, up.to(image_right.dtype), padding_mode="border")
-            inputs = torch.cat([cost, f_left, up / scale, image_left, (image_left - recon).abs()], dim=1)
+            inputs = concat_channels([cost, f_left, up / scale, image_left, (image_left - recon).abs()])
             disparity = up + self.decoders[f"level{level}"](inputs)
             if c.context_level == level:
                 disparity = self._context(disparity, features[level - 1], pooled[level - 1], batch, level)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..checks import check_tensor
 from ..warping import warp_right_to_left
-from .layers import conv, correlation
+from .layers import concat_channels, conv, correlation
 
 __all__ = ["HypothesisSelector", "neighbourhood_hypotheses"]
 
@@ -137,5 +137,5 @@ class HypothesisSelector(nn.Module):
             candidate = candidates[:, k : k + 1]
             inputs += [(self._scores(candidate, *views) - given) * self.evidence_gain, (candidate - disparity) / scale]
         inputs += [left_features, disparity / scale, left_image]
-        logits = self.head(self.body(torch.cat(inputs, dim=1)))
+        logits = self.head(self.body(concat_channels(inputs)))
         return (torch.softmax(logits, dim=1) * candidates).sum(dim=1, keepdim=True), logits, candidates

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["conv", "FeatureLevel", "FeaturePyramid", "unit_channels", "correlation", "half_resolution", "DisparityDecoder",
-           "Refinement"]
+__all__ = ["conv", "FeatureLevel", "FeaturePyramid", "unit_channels", "correlation", "half_resolution", "concat_channels",
+           "DisparityDecoder", "Refinement"]
 
 _SLOPE = 0.2
 
@@ -113,6 +113,19 @@ def half_resolution(images: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(images, 2)
     even, odd = images[..., 0::2, :], images[..., 1::2, :]
     return (even[..., 0::2] + even[..., 1::2] + odd[..., 0::2] + odd[..., 1::2]) * 0.25
+
+
+def concat_channels(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(tensors, dim=1)`` of ``(B, C_i, H, W)`` maps, channels-last when any of them is.
+
+    ``torch.cat`` returns ``NCHW`` as soon as one input is (a one-channel map always counts as one),
+    and a channels-last convolution then converts its whole input: on the CPU the network's decoder
+    input at 384x288 (28 channels) cost 2 ms more that way than concatenated along the last axis of
+    the inputs seen as ``(B, H, W, C)``, which is what this does when one of them is channels-last.
+    """
+    if any(not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last) for t in tensors):
+        return torch.cat([t.permute(0, 2, 3, 1) for t in tensors], dim=3).permute(0, 3, 1, 2)
+    return torch.cat(tensors, dim=1)
 
 
 class DisparityDecoder(nn.Module):
