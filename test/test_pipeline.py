@@ -180,3 +180,18 @@ def test_the_matcher_runs_on_the_images_as_they_are_when_the_network_input_is_up
     np.testing.assert_array_equal(np.nan_to_num(half, nan=-1.0),
                                   np.nan_to_num(matcher(*(resize_images(t, (96, 128))[0].permute(1, 2, 0).numpy()
                                                           for t in (left, right))), nan=-1.0))
+
+
+def test_resize_images_antialiases_only_what_it_shrinks():
+    from stereo_depth_ros.core.pipeline import resize_images
+
+    image = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(4))
+    for size in ((58, 77), (96, 128), (48, 80)):  # enlarged: antialiasing is bilinear itself
+        torch.testing.assert_close(resize_images(image, size), torch.nn.functional.interpolate(
+            image, size=size, mode="bilinear", align_corners=False, antialias=True), rtol=0, atol=1e-4)
+    for size in ((24, 32), (60, 40)):  # shrunk on an axis: antialiased, not plain bilinear
+        expected = torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        torch.testing.assert_close(resize_images(image, size), expected, rtol=0, atol=0)
+        plain = torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False)
+        assert (plain - expected).abs().max() > 1e-3
+    assert resize_images(image, None) is image and resize_images(image, (48, 64)) is image

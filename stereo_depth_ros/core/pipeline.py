@@ -54,10 +54,16 @@ class FrameResult:
 
 def resize_images(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
     """Images ``(B, C, H, W)`` resized to ``size`` ``(height, width)`` (antialiased bilinear);
-    the tensor itself when ``size`` is None or already its size."""
+    the tensor itself when ``size`` is None or already its size.
+
+    Enlarging on both axes, antialiasing is bilinear interpolation itself (its triangle filter is
+    one pixel wide): plain bilinear gives the same values (to 6e-5 of the range, the weights'
+    rounding) in about half the time (a 640x480 image to 768x576 on 2 cores: 0.75 against 1.34 ms).
+    """
     if size is None or tuple(size) == tuple(image.shape[-2:]):
         return image
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+    enlarges = size[0] >= image.shape[-2] and size[1] >= image.shape[-1]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=not enlarges)
 
 
 MAX_INFERENCE_SCALE = 2.0
