@@ -211,7 +211,8 @@ def test_half_resolution_is_two_by_two_average_pooling_with_its_gradients():
             got, expected = half_resolution(a), torch.nn.functional.avg_pool2d(b, 2)
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
             weights = torch.rand(expected.shape, generator=gen, dtype=torch.float64)
-            (grad_a,), (grad_b,) = (torch.autograd.grad((x * weights).sum(), (y,)) for x, y in ((got, a), (expected, b)))
+            (grad_a,), (grad_b,) = (torch.autograd.grad((x * weights).sum(), (y,))
+                                    for x, y in ((got, a), (expected, b)))
             torch.testing.assert_close(grad_a, grad_b, rtol=0, atol=1e-12)
 
 
@@ -223,6 +224,7 @@ def test_concat_channels_is_torch_cat_and_keeps_channels_last():
     assert plain.is_contiguous() and torch.equal(plain, expected)
     mixed = [maps[0].contiguous(memory_format=torch.channels_last).requires_grad_(True), maps[1], maps[2]]
     got = concat_channels(mixed)
-    assert torch.equal(got, expected) and got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    assert torch.equal(got, expected) and not got.is_contiguous()
+    assert got.is_contiguous(memory_format=torch.channels_last)
     (grad,) = torch.autograd.grad((got * torch.arange(8.0, dtype=torch.float64).view(1, 8, 1, 1)).sum(), (mixed[0],))
     assert torch.equal(grad, torch.arange(4.0, dtype=torch.float64).view(1, 4, 1, 1).expand(2, 4, 5, 7))

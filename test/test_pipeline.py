@@ -190,7 +190,8 @@ def test_resize_images_antialiases_only_what_it_shrinks():
         torch.testing.assert_close(resize_images(image, size), torch.nn.functional.interpolate(
             image, size=size, mode="bilinear", align_corners=False, antialias=True), rtol=0, atol=1e-4)
     for size in ((24, 32), (60, 40)):  # shrunk on an axis: antialiased, not plain bilinear
-        expected = torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        expected = torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False,
+                                                   antialias=True)
         torch.testing.assert_close(resize_images(image, size), expected, rtol=0, atol=0)
         plain = torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False)
         assert (plain - expected).abs().max() > 1e-3

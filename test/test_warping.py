@@ -162,7 +162,7 @@ def test_channels_last_features_are_sampled_by_gathering_with_grid_samples_value
     nan_columns = columns.clone()
     nan_columns[1, 0, 2, 3] = float("nan")  # non-finite columns keep grid_sample's rules: its path
     assert not w._gathers(last, nan_columns, "zeros")
-    torch.testing.assert_close(w.sample_columns(last, nan_columns, "zeros"), w.sample_columns(plain, nan_columns, "zeros"),
-                               rtol=0, atol=1e-12, equal_nan=True)
+    torch.testing.assert_close(w.sample_columns(last, nan_columns, "zeros"),
+                               w.sample_columns(plain, nan_columns, "zeros"), rtol=0, atol=1e-12, equal_nan=True)
     disparity = (torch.rand(2, 1, 6, 20, generator=gen, dtype=torch.float64) * 0.6 + 1.2).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda i, d: w.warp_right_to_left(i, d, "zeros")[0], (last, disparity))

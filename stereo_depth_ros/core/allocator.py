@@ -16,9 +16,9 @@ that size come from the heap), keeps up to 256 MiB of freed heap in the process,
 thread allocate from the one main heap: a thread's own arena lives in 64 MiB heaps that are unmapped
 as they empty whatever the trim threshold (both views at 768x576 in a thread of their own, as the
 node's frame thread runs them: 155-165 ms with the thread's arena, 135-142 ms with the main heap,
-as in the main thread; the few hundred allocations of a frame make the shared arena's lock cheap). The process holds on to its
-peak working set instead of handing it back between frames, which for a node that
-runs the same frames forever is the memory it needs anyway. It changes nothing when the environment
+as in the main thread; the few hundred allocations of a frame make the shared arena's lock cheap).
+The process holds on to its peak working set instead of handing it back between frames, which for
+a node that runs the same frames forever is the memory it needs anyway. It changes nothing when the environment
 sets one of these glibc tunables itself (the user's choice stands) or ``STEREO_DEPTH_MALLOC=defaults``
 (glibc as it comes, to measure the difference); on a C library without ``mallopt`` it does nothing.
 """
@@ -43,8 +43,10 @@ _M_ARENA_MAX = -8
 
 # The environment variables and GLIBC_TUNABLES names of the settings keep_freed_memory makes (and of
 # the two that also fix the mmap threshold), glibc's spelling.
-_TUNABLES = {"MALLOC_TRIM_THRESHOLD_": "glibc.malloc.trim_threshold", "MALLOC_MMAP_THRESHOLD_": "glibc.malloc.mmap_threshold",
-             "MALLOC_TOP_PAD_": "glibc.malloc.top_pad", "MALLOC_MMAP_MAX_": "glibc.malloc.mmap_max",
+_TUNABLES = {"MALLOC_TRIM_THRESHOLD_": "glibc.malloc.trim_threshold",
+             "MALLOC_MMAP_THRESHOLD_": "glibc.malloc.mmap_threshold",
+             "MALLOC_TOP_PAD_": "glibc.malloc.top_pad",
+             "MALLOC_MMAP_MAX_": "glibc.malloc.mmap_max",
              "MALLOC_ARENA_MAX": "glibc.malloc.arena_max"}
 
 

@@ -163,10 +163,12 @@ def sample_columns(image: torch.Tensor, columns: torch.Tensor, padding_mode: Pad
 
 
 def _gathers(image: torch.Tensor, columns: torch.Tensor, padding_mode: PaddingMode) -> bool:
-    """Whether :func:`sample_columns` takes the gathering path: a channels-last image of several
-    channels (the network's features on the CPU), zeros or border padding, finite columns."""
-    return (padding_mode in ("zeros", "border") and image.shape[1] > 1 and not image.is_contiguous()
-            and image.is_contiguous(memory_format=torch.channels_last) and bool(torch.isfinite(columns).all()))
+    """Whether :func:`sample_columns` takes the gathering path: a channels-last CPU image of several
+    channels (the network's features), zeros or border padding, finite columns (checked on the CPU
+    only: on a GPU the check would synchronise, and stop a CUDA graph's capture)."""
+    return (image.device.type == "cpu" and padding_mode in ("zeros", "border") and image.shape[1] > 1
+            and not image.is_contiguous() and image.is_contiguous(memory_format=torch.channels_last)
+            and bool(torch.isfinite(columns).all()))
 
 
 def _sample_columns_by_gathering(image: torch.Tensor, columns: torch.Tensor, padding_mode: PaddingMode) -> torch.Tensor:

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["conv", "FeatureLevel", "FeaturePyramid", "unit_channels", "correlation", "half_resolution", "concat_channels",
-           "DisparityDecoder", "Refinement"]
+__all__ = ["conv", "FeatureLevel", "FeaturePyramid", "unit_channels", "correlation", "half_resolution",
+           "concat_channels", "DisparityDecoder", "Refinement"]
 
 _SLOPE = 0.2
 
