@@ -24,10 +24,10 @@ from .network.estimator import predict_left_right
 from .network.model import StereoNet
 from .pointcloud import organized_xyzrgb_tensor
 
-__all__ = ["PRECISIONS", "FrameResult", "MAX_INFERENCE_SCALE", "scaled_size", "weights_inference_scale",
-           "resize_images", "predict_left",
-           "predict_disparities", "run_matcher", "matcher_at_size", "fuse_and_validate", "process_frame",
-           "frame_outputs", "outputs_from_disparities", "MAP_CHANNELS"]
+__all__ = ["PRECISIONS", "FrameResult", "MAX_INFERENCE_SCALE", "scaled_size", "network_size",
+           "weights_inference_scale", "resize_images", "predict_left", "upsamples", "upsampled_labels",
+           "adaptation_labels", "predict_disparities", "run_matcher", "matcher_at_size", "fuse_and_validate",
+           "process_frame", "frame_outputs", "outputs_from_disparities", "MAP_CHANNELS"]
 
 PRECISIONS = ("fp32", "bf16")
 """Network precisions: float32, or bfloat16 autocast (for GPUs; the disparity comes back as float32)."""
@@ -62,8 +62,7 @@ def resize_images(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Te
     """
     if size is None or tuple(size) == tuple(image.shape[-2:]):
         return image
-    enlarges = size[0] >= image.shape[-2] and size[1] >= image.shape[-1]
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=not enlarges)
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=not upsamples(image, size))
 
 
 MAX_INFERENCE_SCALE = 2.0
@@ -95,6 +94,12 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     if not 0.0 < float(scale) <= MAX_INFERENCE_SCALE:
         raise ValueError(f"scale: expected a factor in (0, {MAX_INFERENCE_SCALE:g}], got {scale}")
     return max(32, round(height * scale)), max(32, round(width * scale))
+
+
+def network_size(height: int, width: int, scale: float) -> tuple[int, int] | None:
+    """The network's input ``(height, width)`` for a ``height x width`` image at ``inference_scale``
+    ``scale``: None at 1.0 (the image as it is, whatever its size), else :func:`scaled_size`."""
+    return None if scale == 1.0 else scaled_size(height, width, scale)
 
 
 def _upsample_disparity(disparity: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -212,10 +217,20 @@ def upsampled_labels(matcher: Callable[[np.ndarray, np.ndarray], np.ndarray] | N
     enlarges it: ``(1, h, w)`` disparity of the pair as it is, brought to ``size`` (:func:`run_matcher`),
     as the fused output computes it. None when ``size`` does not enlarge the pair (the adapter's own
     SGBM on the images it is given is then the same thing) or without a ``matcher`` (no SGBM labels).
-    The node, the offline replay, the test-time backends and the adaptation benchmark all ask here."""
+    The node and the offline replay (through :func:`adaptation_labels`), the test-time backends and
+    the adaptation benchmark all ask here."""
     if matcher is None or not upsamples(left, size):
         return None
     return run_matcher(matcher, left, right, size)[None]
+
+
+def adaptation_labels(fused: np.ndarray | None, matcher: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
+                      left: torch.Tensor, right: torch.Tensor, size: tuple[int, int] | None) -> np.ndarray | None:
+    """The SGBM labels a frame's adaptation step is handed (with ``proxy: sgbm``): the ``(h, w)``
+    disparity the fused output already computed (``fused``, :func:`run_matcher`'s), else, with the
+    fusion off, :func:`upsampled_labels` of the pair; ``(1, h, w)`` or None (the adapter labels the
+    images it is given itself). The node and the offline replay ask here."""
+    return fused[None] if fused is not None else upsampled_labels(matcher, left, right, size)
 
 
 def matcher_at_size(disparity: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -35,7 +35,8 @@ from .network.estimator import image_to_tensor, prepare_for_inference
 from .network.model import StereoNetwork
 from .camera import StereoCamera
 from .masks import ValidityConfig
-from .pipeline import predict_left, process_frame, resize_images, run_matcher, scaled_size, upsampled_labels
+from .pipeline import (network_size, predict_left, process_frame, resize_images, run_matcher, scaled_size,
+                       upsampled_labels)
 
 __all__ = ["NetworkBackend", "MaskedNetworkBackend", "AdaptingBackend", "GroundTruthAdaptingBackend"]
 
@@ -68,7 +69,7 @@ class NetworkBackend:
         self.metadata = metadata or {}
 
     def size_for(self, height: int, width: int) -> tuple[int, int] | None:
-        return None if self.inference_scale == 1.0 else scaled_size(height, width, self.inference_scale)
+        return network_size(height, width, self.inference_scale)
 
     def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` images -> ``(H, W)`` float32 disparity in pixels at the image size."""
@@ -210,7 +211,7 @@ class AdaptingBackend:
     def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """Adapt on the pair, then return its ``(H, W)`` float32 disparity in pixels."""
         lt, rt = _pair(left, right, self.device)
-        size = None if self.inference_scale == 1.0 else scaled_size(*lt.shape[-2:], self.inference_scale)
+        size = network_size(*lt.shape[-2:], self.inference_scale)
         labels = upsampled_labels(self._label_matcher, lt, rt, size)  # SGBM as the node runs it
         self.history.append(self._adapt(resize_images(lt, size), resize_images(rt, size), labels))
         model = self.adapter.model

@@ -43,8 +43,8 @@ from ..core.fusion import SOURCE_NAMES, source_shares
 from ..core.network.weights import DEFAULT_WEIGHTS, remove_stale_temp_files
 from ..core.cuda_graph import CudaGraphRunner
 from ..core.pinned_buffers import PinnedBuffers
-from ..core.pipeline import (fuse_and_validate, outputs_from_disparities, predict_disparities, resize_images,
-                             run_matcher, upsampled_labels, weights_inference_scale)
+from ..core.pipeline import (adaptation_labels, fuse_and_validate, outputs_from_disparities, predict_disparities,
+                             resize_images, run_matcher, weights_inference_scale)
 from ..core.sgbm import SgbmBackend
 from .conversions import (
     ConversionError,
@@ -531,10 +531,8 @@ class StereoDepthNode(Node):
             # Adapt at the size the network runs at: what it learns is what it is used for, and a
             # step (and its SGBM proxy) at a reduced inference size costs what inference saves.
             # With the fused output SGBM already ran on this frame: its result is the proxy label.
-            labels = None
-            if c.adaptation_proxy == "sgbm":
-                labels = (matcher_np[None] if matcher_np is not None  # fusion off: SGBM as the fused output runs it
-                          else upsampled_labels(self._proxy_matcher(), left_t, right_t, size))
+            labels = (adaptation_labels(matcher_np, self._proxy_matcher(), left_t, right_t, size)
+                      if c.adaptation_proxy == "sgbm" else None)
             self.worker.submit(*small, matcher_disparity=labels)
 
         now = time.monotonic()

@@ -16,7 +16,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from ..core.adaptation import AdaptationConfig
 from ..core.masks import ValidityConfig
-from ..core.pipeline import MAX_INFERENCE_SCALE, scaled_size
+from ..core.pipeline import MAX_INFERENCE_SCALE, network_size
 
 __all__ = ["ParamSpec", "PARAMS", "NodeConfig", "declare_parameters", "config_from_values", "validate_values"]
 
@@ -303,10 +303,7 @@ def inference_size(config: NodeConfig, height: int, width: int, weights_scale: f
     """
     if config.inference_width:
         return config.inference_height, config.inference_width
-    scale = config.inference_scale or weights_scale
-    if scale == 1.0:
-        return None
-    return scaled_size(height, width, scale)
+    return network_size(height, width, config.inference_scale or weights_scale)
 
 
 def validate_values(values: Mapping[str, Any]) -> list[str]:

@@ -39,8 +39,8 @@ from ..core.allocator import keep_freed_memory
 from ..core.losses import image_error_function
 from ..core.network.estimator import image_to_tensor
 from ..core.network.weights import load_model
-from ..core.pipeline import (MAX_INFERENCE_SCALE, predict_left, resize_images, scaled_size, upsampled_labels,
-                             weights_inference_scale)
+from ..core.pipeline import (MAX_INFERENCE_SCALE, network_size, predict_left, resize_images, scaled_size,
+                             upsampled_labels, weights_inference_scale)
 from ..core.sgbm import SgbmBackend
 from ..core.synthetic import generate_sample, generate_sequence, split_seeds
 from ..core.warping import warp_right_to_left
@@ -50,13 +50,8 @@ def _epe(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor, gt: np
          scale: float = 1.0) -> float:
     """Mean absolute error (pixels) of the network's disparity of ``(1, 3, H, W)`` images against the
     ``(H, W)`` ground truth, the network run at ``scale`` times the images' size."""
-    pred = predict_left(model, left, right, _network_size(left, scale))[0, 0].cpu().numpy()
+    pred = predict_left(model, left, right, network_size(*left.shape[-2:], scale))[0, 0].cpu().numpy()
     return float(np.abs(pred - gt).mean())
-
-
-def _network_size(image: torch.Tensor, scale: float) -> tuple[int, int] | None:
-    """The network's input ``(height, width)`` for ``(B, C, H, W)`` images at ``scale`` (None: their own)."""
-    return None if scale == 1.0 else scaled_size(*image.shape[-2:], scale)
 
 
 def adaptation_inputs(left: torch.Tensor, right: torch.Tensor, scale: float,
@@ -66,7 +61,7 @@ def adaptation_inputs(left: torch.Tensor, right: torch.Tensor, scale: float,
     labels, :func:`~stereo_depth_ros.core.adaptation.proxy_matcher`; None: no SGBM labels) ``(1, h, w)``
     disparity of the pair as it is, brought to that size (:func:`~stereo_depth_ros.core.pipeline.run_matcher`;
     None: the adapter computes its labels itself, on the images it is given)."""
-    size = _network_size(left, scale)
+    size = network_size(*left.shape[-2:], scale)
     return resize_images(left, size), resize_images(right, size), upsampled_labels(matcher, left, right, size)
 
 
@@ -94,7 +89,7 @@ def photometric_signal(model: torch.nn.Module, frames: Sequence[tuple[torch.Tens
     for left, right, gt, occluded in frames:
         target = torch.as_tensor(gt, dtype=left.dtype, device=left.device)[None, None]
         with torch.no_grad():
-            pred = predict_left(model, left, right, _network_size(left, scale))
+            pred = predict_left(model, left, right, network_size(*left.shape[-2:], scale))
             e_gt = error(warp_right_to_left(right, target)[0], left).mean(1)[0].cpu().numpy()
             e_pred = error(warp_right_to_left(right, pred)[0], left).mean(1)[0].cpu().numpy()
         seen = ~np.asarray(occluded, dtype=bool)
@@ -250,13 +245,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             times = times[1:]
             step_times[f"{mode}@{size}"] = 1000 * float(np.median(times))
         model, _ = load_model(args.weights, device)
-        network_size = _network_size(left, scale)
-        predict_left(model, left, right, network_size)
+        input_size = network_size(*left.shape[-2:], scale)
+        predict_left(model, left, right, input_size)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         sync()
         t0 = time.perf_counter()
         for _ in range(3):
-            predict_left(model, left, right, network_size)
+            predict_left(model, left, right, input_size)
         sync()
         step_times[f"inference@{size}"] = 1000 * (time.perf_counter() - t0) / 3
 

@@ -58,7 +58,7 @@ def _scene_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
     from ..core.losses import image_error_function
     from ..core.network.estimator import image_to_tensor
     from ..core.network.weights import load_model
-    from ..core.pipeline import predict_left, scaled_size, weights_inference_scale
+    from ..core.pipeline import network_size, predict_left, weights_inference_scale
     from ..core.proxy import score_labels
     from ..core.self_supervision import gate_labels
     from ..core.warping import warp_right_to_left
@@ -74,8 +74,7 @@ def _scene_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
     for name, left_image, right_image, disparity in _samples(args):
         left, right = image_to_tensor(left_image, args.device), image_to_tensor(right_image, args.device)
         with torch.no_grad():
-            size = None if scale == 1.0 else scaled_size(*left.shape[-2:], scale)
-            prediction = predict_left(model.eval(), left, right, size).float()
+            prediction = predict_left(model.eval(), left, right, network_size(*left.shape[-2:], scale)).float()
             recon, _ = warp_right_to_left(right, prediction, padding_mode="border")
             error = image_error(recon, left)
         labels = replace(adapter.proxy_labels(left, right), reference=prediction)

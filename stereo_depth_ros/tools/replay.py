@@ -61,7 +61,7 @@ from ..core.masks import ValidityConfig
 from ..core.metrics import aggregate, evaluate_disparity
 from ..core.network.estimator import image_to_tensor, prepare_for_inference
 from ..core.network.weights import load_model, load_weights
-from ..core.pipeline import process_frame, resize_images, run_matcher, upsampled_labels, weights_inference_scale
+from ..core.pipeline import adaptation_labels, process_frame, resize_images, run_matcher, weights_inference_scale
 from ..core.proxy import AGREEMENT_PX
 from ..core.sgbm import SgbmBackend
 from ..core.warping import warp_right_to_left
@@ -289,10 +289,8 @@ def run_offline(bag: Path, output: Path, topics: StereoTopics, adaptation: Adapt
         size = network_size(*f.left_t.shape[-2:]) if network_size is not None else None
         matcher = fusion.disparity(f, size)
         row, result = _network_row(adapted_model, f, validity, network_size, sgbm_pred, image_error, matcher, margin)
-        labels = None
-        if adaptation.proxy == "sgbm":  # the fused output's SGBM, or without fusion an upsampled frame's (as the node)
-            labels = (matcher[None] if matcher is not None
-                      else upsampled_labels(label_matcher, f.left_t, f.right_t, size))
+        labels = (adaptation_labels(matcher, label_matcher, f.left_t, f.right_t, size)  # as the node's
+                  if adaptation.proxy == "sgbm" else None)
         step = adapter.step(resize_images(f.left_t, size), resize_images(f.right_t, size), labels)
         row.update({"adaptation_status": step.status, "adaptation_loss": step.loss,
                     "adaptation_ms": 1000 * step.seconds, "rollbacks": adapter.rollbacks})
